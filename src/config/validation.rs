@@ -1,0 +1,284 @@
+//! Graph checks on a parsed pipeline, collected in one pass.
+//!
+//! Every problem is reported with the node it concerns, so a user fixes the
+//! whole file in one round: unknown types, duplicate ids, dangling inputs,
+//! cycles, message-type mismatches, misplaced inputs, invalid values.
+
+use std::collections::HashMap;
+
+use super::load::{ConfigError, EdgeSpec};
+use super::schema::PipelineDoc;
+use crate::pipeline::component::{ComponentDescriptor, Role};
+use crate::pipeline::message::MessageKind;
+use crate::pipeline::registry;
+
+/// The validated graph, in node-index terms.
+pub struct Graph {
+    /// Node indices in topological order.
+    pub order: Vec<usize>,
+    pub descriptors: Vec<&'static ComponentDescriptor>,
+    pub inputs: Vec<Vec<EdgeSpec>>,
+}
+
+pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> {
+    let start = errors.len();
+    let default_cap = doc.channel_capacity.value;
+    if default_cap <= 0 {
+        errors.push(ConfigError::at(
+            doc.channel_capacity.referenced,
+            format!("channel_capacity must be at least 1, got {default_cap}"),
+        ));
+    }
+    if doc.batch_size.value <= 0 {
+        errors.push(ConfigError::at(
+            doc.batch_size.referenced,
+            format!("batch_size must be at least 1, got {}", doc.batch_size.value),
+        ));
+    }
+    if doc.nodes.is_empty() {
+        errors.push(ConfigError {
+            line: 0,
+            column: 0,
+            message: "the pipeline has no nodes".into(),
+        });
+    }
+
+    // Ids and types.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut descriptors: Vec<Option<&'static ComponentDescriptor>> = Vec::new();
+    for (i, n) in doc.nodes.iter().enumerate() {
+        let id = &n.value.id;
+        if id.value.trim().is_empty() {
+            errors.push(ConfigError::at(id.referenced, "node id must not be empty"));
+        } else if let Some(&first) = index.get(id.value.as_str()) {
+            errors.push(ConfigError::at(
+                id.referenced,
+                format!(
+                    "Duplicate node id \"{}\" (first defined at line {}).",
+                    id.value,
+                    doc.nodes[first].value.id.referenced.line()
+                ),
+            ));
+        } else {
+            index.insert(id.value.as_str(), i);
+        }
+        let ty = &n.value.type_name;
+        let desc = registry::lookup(&ty.value);
+        if desc.is_none() {
+            let known: Vec<&str> = registry::all().map(|d| d.type_name).collect();
+            errors.push(ConfigError::at(
+                ty.referenced,
+                format!(
+                    "Unknown type \"{}\" for node \"{}\". Known types: {}.",
+                    ty.value,
+                    id.value,
+                    known.join(", ")
+                ),
+            ));
+        }
+        descriptors.push(desc);
+    }
+
+    // Inputs.
+    let mut inputs: Vec<Vec<EdgeSpec>> = vec![Vec::new(); doc.nodes.len()];
+    let mut upstream: Vec<Vec<usize>> = vec![Vec::new(); doc.nodes.len()];
+    for (i, n) in doc.nodes.iter().enumerate() {
+        let id = &n.value.id.value;
+        let desc = descriptors[i];
+        if let Some(d) = desc {
+            match d.role {
+                Role::Source if !n.value.inputs.is_empty() => errors.push(ConfigError::at(
+                    n.value.inputs[0].referenced,
+                    format!(
+                        "Source \"{id}\" ({}) takes no inputs, but has {}.",
+                        d.type_name,
+                        n.value.inputs.len()
+                    ),
+                )),
+                Role::Transform | Role::Sink if n.value.inputs.is_empty() => {
+                    errors.push(ConfigError::at(
+                        n.value.id.referenced,
+                        format!(
+                            "{} \"{id}\" ({}) has no inputs: list the nodes it reads from under `inputs`.",
+                            capitalise(d.role.as_str()),
+                            d.type_name
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        for input in &n.value.inputs {
+            let spec = &input.value;
+            let cap = spec.capacity.unwrap_or(default_cap);
+            if cap <= 0 {
+                errors.push(ConfigError::at(
+                    input.referenced,
+                    format!(
+                        "Input \"{}\" for node \"{id}\": capacity must be at least 1, got {cap}.",
+                        spec.from
+                    ),
+                ));
+            }
+            if inputs[i].iter().any(|e| e.from == spec.from) {
+                errors.push(ConfigError::at(
+                    input.referenced,
+                    format!("Input \"{}\" is listed twice for node \"{id}\".", spec.from),
+                ));
+                continue;
+            }
+            match index.get(spec.from.as_str()) {
+                None => errors.push(ConfigError::at(
+                    input.referenced,
+                    format!(
+                        "Input \"{}\" for node \"{id}\" doesn't match any node.",
+                        spec.from
+                    ),
+                )),
+                Some(&j) => {
+                    if let (Some(from), Some(to)) = (descriptors[j], desc) {
+                        if !from.emits.intersects(to.accepts) {
+                            errors.push(ConfigError::at(
+                                input.referenced,
+                                format!(
+                                    "Node \"{id}\" ({}) accepts {}, but its input \"{}\" ({}) emits {}.",
+                                    to.type_name, to.accepts, spec.from, from.type_name, from.emits
+                                ),
+                            ));
+                        }
+                    }
+                    upstream[i].push(j);
+                }
+            }
+            inputs[i].push(EdgeSpec {
+                from: spec.from.clone(),
+                capacity: cap.max(1) as usize,
+                overflow: spec.overflow,
+            });
+        }
+    }
+
+    // The dead-letter node.
+    if let Some(dl) = &doc.dead_letter {
+        match index.get(dl.value.as_str()) {
+            None => errors.push(ConfigError::at(
+                dl.referenced,
+                format!("dead_letter \"{}\" doesn't match any node.", dl.value),
+            )),
+            Some(&j) => {
+                if let Some(d) = descriptors[j] {
+                    if !d.accepts.contains(MessageKind::DeadLetter) {
+                        errors.push(ConfigError::at(
+                            dl.referenced,
+                            format!(
+                                "dead_letter \"{}\" ({}) does not accept DeadLetter messages; use a sink such as file, log or mqtt_publish.",
+                                dl.value, d.type_name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    // Cycles, reported as the chain that closes.
+    let order = match topo_order(&upstream) {
+        Ok(order) => Some(order),
+        Err(cycle) => {
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|&i| doc.nodes[i].value.id.value.as_str())
+                .collect();
+            errors.push(ConfigError::at(
+                doc.nodes[cycle[0]].value.id.referenced,
+                format!("Cycle in the graph: {}.", names.join(" -> ")),
+            ));
+            None
+        }
+    };
+
+    if errors.len() > start {
+        return None;
+    }
+    Some(Graph {
+        order: order?,
+        descriptors: descriptors.into_iter().map(|d| d.expect("checked")).collect(),
+        inputs,
+    })
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// Topological order over "node depends on its upstream nodes", or the nodes
+/// of one cycle (first node repeated at the end).
+fn topo_order(upstream: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    fn visit(
+        n: usize,
+        up: &[Vec<usize>],
+        mark: &mut [Mark],
+        stack: &mut Vec<usize>,
+        order: &mut Vec<usize>,
+    ) -> Result<(), Vec<usize>> {
+        match mark[n] {
+            Mark::Done => return Ok(()),
+            Mark::Open => {
+                let pos = stack.iter().position(|&x| x == n).unwrap_or(0);
+                // The stack runs downstream -> upstream; print in data-flow order.
+                let mut cycle: Vec<usize> = stack[pos..].to_vec();
+                cycle.reverse();
+                cycle.push(cycle[0]);
+                return Err(cycle);
+            }
+            Mark::New => {}
+        }
+        mark[n] = Mark::Open;
+        stack.push(n);
+        for &u in &up[n] {
+            visit(u, up, mark, stack, order)?;
+        }
+        stack.pop();
+        mark[n] = Mark::Done;
+        order.push(n);
+        Ok(())
+    }
+    let mut mark = vec![Mark::New; upstream.len()];
+    let mut order = Vec::with_capacity(upstream.len());
+    for n in 0..upstream.len() {
+        let mut stack = Vec::new();
+        visit(n, upstream, &mut mark, &mut stack, &mut order)?;
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topo_order;
+
+    #[test]
+    fn orders_upstream_first() {
+        // 2 <- 1 <- 0
+        let up = vec![vec![], vec![0], vec![1]];
+        assert_eq!(topo_order(&up).unwrap(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn reports_the_cycle_in_flow_order() {
+        // 0 -> 1 -> 2 -> 0
+        let up = vec![vec![2], vec![0], vec![1]];
+        let cycle = topo_order(&up).unwrap_err();
+        assert_eq!(cycle.first(), cycle.last());
+        assert_eq!(cycle.len(), 4);
+    }
+}

@@ -1,0 +1,38 @@
+//! twinflow: the live side of an HVAC digital twin.
+//!
+//! A pipeline, declared in YAML, is a graph of supervised actors joined by
+//! bounded channels: sources read a unit cooler's sensors (or simulate one),
+//! a predictor turns each frame into predicted outlet temperatures, airflow
+//! and thermal power, and sinks deliver the results. The engine counts every
+//! event in Prometheus metrics and serves them with health and readiness on
+//! one HTTP port.
+//!
+//! # Layout
+//! - `config/`: the pipeline schema (`schema`), loading with `${VAR}`
+//!   interpolation (`load`, `interpolate`), graph validation that collects
+//!   every error (`validation`), engine settings (`settings`).
+//! - `pipeline/`: message types (`message`), the one place channels are made
+//!   (`channel`), the component traits (`component`), the registry of kinds,
+//!   the builder, the per-node runner and its actix actor, the supervisor,
+//!   graph rendering.
+//! - `sources/`, `transforms/`, `sinks/`: one component per file, config
+//!   beside runtime; each folder's `mod.rs` lists its kinds in `COMPONENTS`.
+//! - `model/`: the physics model of the unit cooler.
+//! - `metrics.rs`: the registry and the standard component metrics.
+//! - `server.rs`: the HTTP server (`/health`, `/ready`, `/metrics`).
+//! - `engine.rs`: runs a pipeline with its server until it ends or is stopped.
+//!
+//! Errors: each module has its own `thiserror` type naming the component or
+//! file concerned; only the binary uses `anyhow`.
+
+pub mod config;
+pub mod engine;
+pub mod metrics;
+pub mod model;
+pub mod pipeline;
+pub mod server;
+pub mod sinks;
+pub mod sources;
+pub mod transforms;
+
+pub use engine::{run, Engine, EngineError};

@@ -1,0 +1,156 @@
+//! The `twinflow` command line. Thin: everything it does is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use twinflow::config::{load_pipeline, LogFormat, Settings};
+use twinflow::pipeline::graph;
+
+#[derive(Parser)]
+#[command(name = "twinflow", version, about = "Live side of an HVAC digital twin")]
+struct Cli {
+    /// Engine settings file (layered over the built-in defaults; TWINFLOW_* variables win).
+    #[arg(long, global = true, env = "TWINFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until SIGINT/SIGTERM (or until its sources end).
+    Run { pipeline: PathBuf },
+    /// Check a pipeline file; print every problem with file:line:column.
+    Validate { pipeline: PathBuf },
+    /// Print the pipeline graph as Mermaid (default) or Graphviz DOT.
+    Graph {
+        pipeline: PathBuf,
+        /// Print Graphviz DOT instead of Mermaid.
+        #[arg(long)]
+        dot: bool,
+    },
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|e| {
+        eprintln!(
+            "twinflow: log_level \"{}\" is not valid ({e}); using info",
+            settings.log_level
+        );
+        EnvFilter::new("info")
+    });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+/// Exit codes: 0 success, 1 runtime failure, 2 invalid input (pipeline or settings).
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { pipeline } => match load_pipeline(&pipeline) {
+            Ok(spec) => {
+                let edges: usize = spec.nodes.iter().map(|n| n.inputs.len()).sum();
+                println!(
+                    "{}: valid pipeline \"{}\" with {} nodes and {} edges",
+                    pipeline.display(),
+                    spec.name,
+                    spec.nodes.len(),
+                    edges
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!(
+                    "{}: {} problem(s) found",
+                    pipeline.display(),
+                    e.errors.len()
+                );
+                ExitCode::from(2)
+            }
+        },
+        Command::Graph { pipeline, dot } => match load_pipeline(&pipeline) {
+            Ok(spec) => {
+                print!(
+                    "{}",
+                    if dot {
+                        graph::to_dot(&spec)
+                    } else {
+                        graph::to_mermaid(&spec)
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { pipeline } => {
+            let settings = match Settings::load(cli.config.as_deref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("twinflow: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&settings);
+            let spec = match load_pipeline(&pipeline) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let system = actix_rt::System::new();
+            let res = system.block_on(async move {
+                let shutdown = CancellationToken::new();
+                let sig = shutdown.clone();
+                actix_rt::spawn(async move {
+                    wait_for_signal().await;
+                    sig.cancel();
+                });
+                twinflow::run(&spec, settings, shutdown).await
+            });
+            match res {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("twinflow: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

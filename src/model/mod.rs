@@ -1,0 +1,2 @@
+//! Prediction models: the steady-state physics of the unit cooler.
+pub mod physics;

@@ -1,0 +1,8 @@
+//! Transforms: nodes that consume messages and emit new ones.
+
+use crate::pipeline::component::ComponentDescriptor;
+
+pub mod predictor;
+
+/// Every transform kind (one line per kind).
+pub const COMPONENTS: &[ComponentDescriptor] = &[predictor::DESCRIPTOR];
