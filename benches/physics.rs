@@ -43,6 +43,18 @@ fn bench(c: &mut Criterion) {
     let p = PhysicsParams::default();
     let dry = inputs(&p, 1, |r| r == Regime::Dry);
     let mixed = inputs(&p, 2, |_| true);
+    let count = |r| {
+        mixed
+            .iter()
+            .filter(|x| predict(&p, x).unwrap().regime == r)
+            .count()
+    };
+    eprintln!(
+        "mixed set: {} dry, {} dry(max), {} wet",
+        count(Regime::Dry),
+        count(Regime::DryMax),
+        count(Regime::Wet)
+    );
     let mut g = c.benchmark_group("physics_predict");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))

@@ -37,14 +37,13 @@ impl Engine {
     pub fn start(spec: &PipelineSpec, settings: Settings) -> Result<Engine, EngineError> {
         let metrics = Metrics::new();
         let pipeline = pipeline::start(spec, &settings, metrics);
-        let server =
-            server::start(&settings.http_addr, pipeline.view()).map_err(|source| {
-                pipeline.shutdown();
-                EngineError::Listen {
-                    addr: settings.http_addr.clone(),
-                    source,
-                }
-            })?;
+        let server = server::start(&settings.http_addr, pipeline.view()).map_err(|source| {
+            pipeline.shutdown();
+            EngineError::Listen {
+                addr: settings.http_addr.clone(),
+                source,
+            }
+        })?;
         tracing::info!(pipeline = %spec.name, "listening on http://{}", server.addr);
         Ok(Engine {
             pipeline,

@@ -20,6 +20,7 @@
 //! - `model/`: the physics model of the unit cooler.
 //! - `metrics.rs`: the registry and the standard component metrics.
 //! - `server.rs`: the HTTP server (`/health`, `/ready`, `/metrics`).
+//! - `testkit.rs`: engine-exercising components for tests and benches.
 //! - `engine.rs`: runs a pipeline with its server until it ends or is stopped.
 //!
 //! Errors: each module has its own `thiserror` type naming the component or
@@ -33,6 +34,8 @@ pub mod pipeline;
 pub mod server;
 pub mod sinks;
 pub mod sources;
+#[doc(hidden)]
+pub mod testkit;
 pub mod transforms;
 
 pub use engine::{run, Engine, EngineError};

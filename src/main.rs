@@ -1,5 +1,6 @@
 //! The `twinflow` command line. Thin: everything it does is in the library.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,7 +12,11 @@ use twinflow::config::{load_pipeline, LogFormat, Settings};
 use twinflow::pipeline::graph;
 
 #[derive(Parser)]
-#[command(name = "twinflow", version, about = "Live side of an HVAC digital twin")]
+#[command(
+    name = "twinflow",
+    version,
+    about = "Live side of an HVAC digital twin"
+)]
 struct Cli {
     /// Engine settings file (layered over the built-in defaults; TWINFLOW_* variables win).
     #[arg(long, global = true, env = "TWINFLOW_CONFIG")]
@@ -45,7 +50,8 @@ fn init_logging(settings: &Settings) {
     });
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match settings.log_format {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),

@@ -83,7 +83,8 @@ impl Metrics {
             "1 once every component of the pipeline has started, else 0.",
         )
         .expect("valid metric");
-        reg.register(Box::new(ready.clone())).expect("unique metric");
+        reg.register(Box::new(ready.clone()))
+            .expect("unique metric");
         let build_info = IntGaugeVec::new(
             Opts::new("twinflow_build_info", "Always 1; labels carry the version."),
             &["version"],

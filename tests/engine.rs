@@ -114,8 +114,15 @@ async fn drop_policies_discard_and_count_instead_of_blocking() {
         )
         .unwrap();
         let got = count.load(Ordering::SeqCst);
-        assert!(discarded > 0.0, "{overflow:?}: a slow sink must cause drops");
-        assert_eq!(got + discarded as u64, 3000, "{overflow:?}: every message is delivered or counted");
+        assert!(
+            discarded > 0.0,
+            "{overflow:?}: a slow sink must cause drops"
+        );
+        assert_eq!(
+            got + discarded as u64,
+            3000,
+            "{overflow:?}: every message is delivered or counted"
+        );
     }
 }
 
@@ -155,7 +162,11 @@ async fn a_panic_restarts_the_component_and_loses_only_the_poison_message() {
     let got: Vec<u64> = seen.lock().unwrap().iter().map(index_of).collect();
     let expected: Vec<u64> = (0..2000).filter(|i| *i != 100 && *i != 1500).collect();
     assert_eq!(got, expected, "queued messages survive restarts, in order");
-    assert_eq!(builds.load(Ordering::SeqCst), 3, "built once, rebuilt twice");
+    assert_eq!(
+        builds.load(Ordering::SeqCst),
+        3,
+        "built once, rebuilt twice"
+    );
 
     let dls: Vec<_> = dead_seen
         .lock()
@@ -201,7 +212,13 @@ async fn exhausting_the_restart_budget_stops_the_pipeline_with_an_error() {
         vec![
             node("src", SOURCE, &[], 16, Arc::new(src)),
             node("relay", RELAY, &["src"], 16, Arc::new(relay)),
-            node("sink", SINK, &["relay"], 16, Arc::new(RecordingSinkConfig::default())),
+            node(
+                "sink",
+                SINK,
+                &["relay"],
+                16,
+                Arc::new(RecordingSinkConfig::default()),
+            ),
         ],
         None,
         8,
@@ -273,7 +290,11 @@ async fn health_ready_and_metrics_are_served() {
     let received = metric_value(
         &text,
         "twinflow_component_received_events_total",
-        &["component_id=\"sink\"", "component_kind=\"sink\"", "component_type=\"test_sink\""],
+        &[
+            "component_id=\"sink\"",
+            "component_kind=\"sink\"",
+            "component_type=\"test_sink\"",
+        ],
     )
     .unwrap();
     assert!(received > 0.0);
@@ -289,7 +310,10 @@ async fn health_ready_and_metrics_are_served() {
     ] {
         assert!(text.contains(name), "{name} missing from /metrics");
     }
-    assert_eq!(metric_value(&text, "twinflow_pipeline_ready", &[]), Some(1.0));
+    assert_eq!(
+        metric_value(&text, "twinflow_pipeline_ready", &[]),
+        Some(1.0)
+    );
 
     // The exposition passes Prometheus' own linter.
     let dir = tempfile::tempdir().unwrap();

@@ -35,7 +35,10 @@ fn valid_pipeline_prints_a_summary_and_exits_0() {
     let (code, out, err) = validate("valid.yaml");
     assert_eq!(code, 0, "stderr: {err}");
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.contains("valid pipeline \"valid-example\" with 4 nodes and 2 edges"), "{out}");
+    assert!(
+        out.contains("valid pipeline \"valid-example\" with 4 nodes and 2 edges"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -50,13 +53,24 @@ fn unknown_top_level_key() {
 
 #[test]
 fn unknown_node_type_lists_known_types() {
-    let err = assert_error("unknown_type.yaml", 5, "Unknown type \"kafka\" for node \"out\"");
-    assert!(err.contains("simulator") && err.contains("predictor"), "{err}");
+    let err = assert_error(
+        "unknown_type.yaml",
+        5,
+        "Unknown type \"kafka\" for node \"out\"",
+    );
+    assert!(
+        err.contains("simulator") && err.contains("predictor"),
+        "{err}"
+    );
 }
 
 #[test]
 fn duplicate_id() {
-    assert_error("duplicate_id.yaml", 4, "Duplicate node id \"sim\" (first defined at line 2)");
+    assert_error(
+        "duplicate_id.yaml",
+        4,
+        "Duplicate node id \"sim\" (first defined at line 2)",
+    );
 }
 
 #[test]
@@ -70,7 +84,7 @@ fn input_naming_a_missing_node() {
 
 #[test]
 fn cycle_prints_the_chain() {
-    let err = assert_error("cycle.yaml", 4, "Cycle in the graph:");
+    let err = assert_error("cycle.yaml", 7, "Cycle in the graph:");
     assert!(
         err.contains("a -> b -> a") || err.contains("b -> a -> b"),
         "{err}"
@@ -81,19 +95,27 @@ fn cycle_prints_the_chain() {
 fn message_type_mismatch_on_an_edge() {
     assert_error(
         "type_mismatch.yaml",
-        8,
+        9,
         "Node \"p2\" (predictor) accepts SensorFrame, but its input \"p1\" (predictor) emits Prediction.",
     );
 }
 
 #[test]
 fn source_given_inputs() {
-    assert_error("source_with_inputs.yaml", 5, "Source \"sim2\" (simulator) takes no inputs");
+    assert_error(
+        "source_with_inputs.yaml",
+        6,
+        "Source \"sim2\" (simulator) takes no inputs",
+    );
 }
 
 #[test]
 fn sink_without_inputs() {
-    assert_error("sink_without_inputs.yaml", 4, "Sink \"out\" (log) has no inputs");
+    assert_error(
+        "sink_without_inputs.yaml",
+        4,
+        "Sink \"out\" (log) has no inputs",
+    );
 }
 
 #[test]
@@ -105,28 +127,36 @@ fn zero_capacity() {
 fn non_positive_intervals_are_all_reported() {
     let err = assert_error("bad_interval.yaml", 2, "rate_hz");
     assert!(
-        err.lines()
-            .any(|l| l.starts_with("tests/pipelines/invalid/bad_interval.yaml:5:")
-                && l.contains("flush_interval_ms")),
+        err.lines().any(
+            |l| l.starts_with("tests/pipelines/invalid/bad_interval.yaml:5:")
+                && l.contains("flush_interval_ms")
+        ),
         "{err}"
     );
 }
 
 #[test]
 fn wrong_value_type() {
-    assert_error("bad_value_type.yaml", 6, "every");
+    assert_error("bad_value_type.yaml", 6, "`every`: invalid");
 }
 
 #[test]
 fn yaml_syntax_error() {
     let (code, _, err) = validate("invalid/yaml_syntax.yaml");
     assert_eq!(code, 2);
-    assert!(err.starts_with("tests/pipelines/invalid/yaml_syntax.yaml:"), "{err}");
+    assert!(
+        err.starts_with("tests/pipelines/invalid/yaml_syntax.yaml:"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unset_variable_without_default() {
-    assert_error("unset_variable.yaml", 6, "TWINFLOW_TEST_SURELY_UNSET is not set");
+    assert_error(
+        "unset_variable.yaml",
+        6,
+        "TWINFLOW_TEST_SURELY_UNSET is not set",
+    );
 }
 
 #[test]

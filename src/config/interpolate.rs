@@ -55,9 +55,7 @@ pub fn interpolate(
                 None => (body, None),
             };
             let valid_name = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid_name {
                 errors.push(InterpolationError {
@@ -108,13 +106,18 @@ mod tests {
 
     #[test]
     fn substitutes_and_defaults() {
-        let s = interpolate("a: ${HOST}\nb: ${PORT:-1883}\nc: ${EMPTY:-x}\nd: $$5 $x\n", env).unwrap();
+        let s = interpolate(
+            "a: ${HOST}\nb: ${PORT:-1883}\nc: ${EMPTY:-x}\nd: $$5 $x\n",
+            env,
+        )
+        .unwrap();
         assert_eq!(s, "a: 10.0.0.5\nb: 1883\nc: \nd: $5 $x\n");
     }
 
     #[test]
     fn reports_every_missing_variable_with_position() {
-        let errs = interpolate("a: 1\nb: ${NOPE}\nc:  ${ALSO_NOPE} ${bad-name}\n", env).unwrap_err();
+        let errs =
+            interpolate("a: 1\nb: ${NOPE}\nc:  ${ALSO_NOPE} ${bad-name}\n", env).unwrap_err();
         assert_eq!(errs.len(), 3);
         assert_eq!((errs[0].line, errs[0].column), (2, 4));
         assert!(errs[0].message.contains("NOPE"));

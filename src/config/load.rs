@@ -1,6 +1,6 @@
 //! Loading a pipeline file: interpolation, both parse passes, validation.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -148,7 +148,7 @@ pub fn parse_pipeline(
             configs.push(None);
             continue; // reported by validation with the list of known types
         };
-        let last_key = Rc::new(Cell::new(node.referenced));
+        let last_key = Rc::new(RefCell::new((node.referenced, String::new())));
         let seed = NodeSettingsSeed {
             target: i,
             parse: desc.parse,
@@ -171,9 +171,23 @@ pub fn parse_pipeline(
             }
             Ok(None) => configs.push(None),
             Err(e) => {
-                let mut err = yaml_error(&e, Some(last_key.get()));
+                let (key_loc, key) = last_key.borrow().clone();
+                let mut err = yaml_error(&e, None);
+                // The YAML layer places errors in a node's settings at the
+                // node; the key being read is more precise.
+                if key_loc.line() > err.line
+                    || (key_loc.line() == err.line && key_loc.column() > err.column)
+                {
+                    err.line = key_loc.line();
+                    err.column = key_loc.column();
+                }
+                let at_key = if key.is_empty() || err.message.contains(&format!("`{key}`")) {
+                    String::new()
+                } else {
+                    format!("`{key}`: ")
+                };
                 err.message = format!(
-                    "{} \"{}\" ({}): {}",
+                    "{} \"{}\" ({}): {at_key}{}",
                     desc.role.as_str(),
                     node.value.id.value,
                     desc.type_name,

@@ -6,5 +6,7 @@ pub mod schema;
 pub mod settings;
 pub mod validation;
 
-pub use load::{load_pipeline, parse_pipeline, ConfigError, ConfigErrors, EdgeSpec, NodeSpec, PipelineSpec};
+pub use load::{
+    load_pipeline, parse_pipeline, ConfigError, ConfigErrors, EdgeSpec, NodeSpec, PipelineSpec,
+};
 pub use settings::{LogFormat, Settings};

@@ -26,16 +26,23 @@
 //! the config type its `type` names, once per node, so a bad node does not
 //! hide the errors of the others.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use crate::pipeline::channel::Overflow;
 use crate::pipeline::component::{ComponentConfig, ParseFn};
+
+/// Where the last key of a node's own settings was, and its name: the YAML
+/// layer places errors raised inside a node's settings at the node itself,
+/// so the loader uses this to point at the offending key.
+pub type LastKey = Rc<RefCell<(Location, String)>>;
 
 /// Keys every node has; the rest belong to the node's type.
 pub const COMMON_NODE_KEYS: [&str; 3] = ["id", "type", "inputs"];
@@ -44,7 +51,11 @@ pub const DEFAULT_CHANNEL_CAPACITY: i64 = 1024;
 pub const DEFAULT_BATCH_SIZE: i64 = 256;
 
 fn default_capacity() -> Spanned<i64> {
-    Spanned::new(DEFAULT_CHANNEL_CAPACITY, Location::UNKNOWN, Location::UNKNOWN)
+    Spanned::new(
+        DEFAULT_CHANNEL_CAPACITY,
+        Location::UNKNOWN,
+        Location::UNKNOWN,
+    )
 }
 
 fn default_batch() -> Spanned<i64> {
@@ -139,7 +150,7 @@ pub struct NodeSettingsSeed {
     pub parse: ParseFn,
     /// Where the last key of the node's own settings was, so an error raised
     /// on it can be placed even when the YAML layer could not place it.
-    pub last_key: Rc<Cell<Location>>,
+    pub last_key: LastKey,
 }
 
 impl<'de> DeserializeSeed<'de> for NodeSettingsSeed {
@@ -174,7 +185,7 @@ impl<'de> Visitor<'de> for NodeSettingsSeed {
 struct NodesSeed {
     target: usize,
     parse: ParseFn,
-    last_key: Rc<Cell<Location>>,
+    last_key: LastKey,
 }
 
 impl<'de> DeserializeSeed<'de> for NodesSeed {
@@ -213,7 +224,7 @@ impl<'de> Visitor<'de> for NodesSeed {
 
 struct OneNodeSeed {
     parse: ParseFn,
-    last_key: Rc<Cell<Location>>,
+    last_key: LastKey,
 }
 
 impl<'de> DeserializeSeed<'de> for OneNodeSeed {
@@ -242,7 +253,7 @@ impl<'de> Visitor<'de> for OneNodeSeed {
 /// A node's mapping without the common keys.
 struct OwnKeys<A> {
     inner: A,
-    last_key: Rc<Cell<Location>>,
+    last_key: LastKey,
 }
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for OwnKeys<A> {
@@ -259,7 +270,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for OwnKeys<A> {
                 self.inner.next_value::<IgnoredAny>()?;
                 continue;
             }
-            self.last_key.set(key.referenced);
+            *self.last_key.borrow_mut() = (key.referenced, key.value.clone());
             let kd: de::value::StringDeserializer<A::Error> = key.value.into_deserializer();
             return seed.deserialize(kd).map(Some);
         }

@@ -88,7 +88,9 @@ impl Settings {
             ("shutdown_timeout_secs", self.shutdown_timeout_secs),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                problems.push(format!("{name} must be a positive number of seconds, got {v}"));
+                problems.push(format!(
+                    "{name} must be a positive number of seconds, got {v}"
+                ));
             }
         }
         if self.restart_backoff_initial_ms == 0
@@ -167,6 +169,9 @@ mod tests {
         let f = dir.path().join("s.yaml");
         std::fs::write(&f, "http_addr: nowhere\nrestart_budget: 0\n").unwrap();
         let e = Settings::load(Some(&f)).unwrap_err().to_string();
-        assert!(e.contains("http_addr") && e.contains("restart_budget"), "{e}");
+        assert!(
+            e.contains("http_addr") && e.contains("restart_budget"),
+            "{e}"
+        );
     }
 }

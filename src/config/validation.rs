@@ -32,7 +32,10 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
     if doc.batch_size.value <= 0 {
         errors.push(ConfigError::at(
             doc.batch_size.referenced,
-            format!("batch_size must be at least 1, got {}", doc.batch_size.value),
+            format!(
+                "batch_size must be at least 1, got {}",
+                doc.batch_size.value
+            ),
         ));
     }
     if doc.nodes.is_empty() {
@@ -95,7 +98,9 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
                         n.value.inputs.len()
                     ),
                 )),
-                Role::Transform | Role::Sink if n.value.inputs.is_empty() => {
+                Role::Transform | Role::Sink
+                    if n.value.inputs.is_empty() && !is_dead_letter(doc, id) =>
+                {
                     errors.push(ConfigError::at(
                         n.value.id.referenced,
                         format!(
@@ -111,7 +116,8 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
         for input in &n.value.inputs {
             let spec = &input.value;
             let cap = spec.capacity.unwrap_or(default_cap);
-            if cap <= 0 {
+            // A bad default is reported once, at `channel_capacity`.
+            if spec.capacity.is_some() && cap <= 0 {
                 errors.push(ConfigError::at(
                     input.referenced,
                     format!(
@@ -137,7 +143,8 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
                 )),
                 Some(&j) => {
                     if let (Some(from), Some(to)) = (descriptors[j], desc) {
-                        if !from.emits.intersects(to.accepts) {
+                        // A source given inputs is reported above.
+                        if to.role != Role::Source && !from.emits.intersects(to.accepts) {
                             errors.push(ConfigError::at(
                                 input.referenced,
                                 format!(
@@ -202,9 +209,16 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
     }
     Some(Graph {
         order: order?,
-        descriptors: descriptors.into_iter().map(|d| d.expect("checked")).collect(),
+        descriptors: descriptors
+            .into_iter()
+            .map(|d| d.expect("checked"))
+            .collect(),
         inputs,
     })
+}
+
+fn is_dead_letter(doc: &PipelineDoc, id: &str) -> bool {
+    doc.dead_letter.as_ref().is_some_and(|d| d.value == id)
 }
 
 fn capitalise(s: &str) -> String {

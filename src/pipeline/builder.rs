@@ -140,7 +140,11 @@ pub fn start(spec: &PipelineSpec, settings: &Settings, metrics: Arc<Metrics>) ->
     let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
     let mut nodes = Vec::with_capacity(n);
     let mut done = Vec::with_capacity(n);
-    let ids: Vec<Arc<str>> = spec.nodes.iter().map(|n| Arc::from(n.id.as_str())).collect();
+    let ids: Vec<Arc<str>> = spec
+        .nodes
+        .iter()
+        .map(|n| Arc::from(n.id.as_str()))
+        .collect();
     for (((i, node), inbox), (out_edges, dead)) in spec
         .nodes
         .iter()

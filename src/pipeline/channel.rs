@@ -77,7 +77,10 @@ pub fn edge<T>(
     bell: Arc<Notify>,
     discarded: IntCounter,
 ) -> (EdgeSender<T>, EdgeReceiver<T>) {
-    assert!(capacity > 0, "edge capacity must be positive (validated before)");
+    assert!(
+        capacity > 0,
+        "edge capacity must be positive (validated before)"
+    );
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::with_capacity(capacity.min(4096)),
@@ -378,7 +381,10 @@ mod tests {
         tx.send(1).await.unwrap();
         tx.send(2).await.unwrap();
         let third = tokio::time::timeout(Duration::from_millis(50), tx.send(3)).await;
-        assert!(third.is_err(), "third send must wait while the edge is full");
+        assert!(
+            third.is_err(),
+            "third send must wait while the edge is full"
+        );
         let mut buf = Vec::new();
         inbox.try_recv_many(&mut buf, 1);
         tokio::time::timeout(Duration::from_secs(5), tx.send(3))

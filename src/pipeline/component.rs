@@ -179,8 +179,11 @@ pub trait Source: Send {
 pub trait Processor: Send {
     /// Handles one message. An `Err` is counted, logged with the component
     /// id and the message goes to the dead-letter path; the stream goes on.
-    async fn process(&mut self, msg: &Arc<Message>, out: &mut Emitter)
-        -> Result<(), ComponentError>;
+    async fn process(
+        &mut self,
+        msg: &Arc<Message>,
+        out: &mut Emitter,
+    ) -> Result<(), ComponentError>;
 
     /// How often [`Processor::tick`] runs, if at all (time windows, stale
     /// checks, periodic flushes).

@@ -63,7 +63,10 @@ fn mermaid_id(id: &str) -> String {
 
 /// Graphviz DOT (`twinflow graph --dot p.yaml | dot -Tsvg > p.svg`).
 pub fn to_dot(spec: &PipelineSpec) -> String {
-    let mut s = format!("digraph \"{}\" {{\n    rankdir=LR;\n", spec.name.replace('"', "'"));
+    let mut s = format!(
+        "digraph \"{}\" {{\n    rankdir=LR;\n",
+        spec.name.replace('"', "'")
+    );
     for n in &spec.nodes {
         let shape = match n.descriptor.role {
             crate::pipeline::component::Role::Source => "invhouse",

@@ -349,7 +349,9 @@ impl KindSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = MessageKind> {
-        MessageKind::ALL.into_iter().filter(move |k| self.contains(*k))
+        MessageKind::ALL
+            .into_iter()
+            .filter(move |k| self.contains(*k))
     }
 }
 
@@ -414,7 +416,16 @@ mod tests {
             measured: Measured::default(),
         };
         let v = Message::Prediction(p).to_json();
-        for key in ["unit", "ts", "UCAOT", "UCWOT", "UCAF", "Q_thermal", "model", "inputs"] {
+        for key in [
+            "unit",
+            "ts",
+            "UCAOT",
+            "UCWOT",
+            "UCAF",
+            "Q_thermal",
+            "model",
+            "inputs",
+        ] {
             assert!(v.get(key).is_some(), "missing {key} in {v}");
         }
         assert_eq!(v["inputs"]["UCTSP"], 21.0);

@@ -376,4 +376,3 @@ impl Actor for NodeActor {
         ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(|_, _, ctx| ctx.stop()));
     }
 }
-

@@ -86,7 +86,10 @@ impl Supervisor {
     }
 
     pub fn failure(&self) -> Option<String> {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn stop_token(&self) -> CancellationToken {

@@ -2,7 +2,7 @@
 
 use crate::pipeline::component::ComponentDescriptor;
 
-// pub mod simulator;
+pub mod simulator;
 
 /// Every source kind (one line per kind).
-pub const COMPONENTS: &[ComponentDescriptor] = &[];
+pub const COMPONENTS: &[ComponentDescriptor] = &[simulator::DESCRIPTOR];
