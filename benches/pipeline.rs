@@ -17,10 +17,11 @@ use twinflow::testkit::*;
 const N: u64 = 200_000;
 const CAP: usize = 1024;
 
-fn engine_once(system: &actix_rt::SystemRunner) -> Duration {
+fn engine_once(system: &actix_rt::SystemRunner, batch: usize) -> Duration {
     let src = CountingSourceConfig {
         sent: Default::default(),
         limit: N,
+        batch,
     };
     let sink = RecordingSinkConfig {
         record: false,
@@ -101,8 +102,13 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| (0..iters).map(|_| bare_once(&rt)).sum())
     });
     let system = actix_rt::System::new();
+    // The source sends one message per call, as the bare chain does.
     g.bench_function("twinflow_engine", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| engine_once(&system)).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| engine_once(&system, 1)).sum())
+    });
+    // The source hands over 256 at a time, as the simulator does per tick.
+    g.bench_function("twinflow_engine_batched_source", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| engine_once(&system, 256)).sum())
     });
     g.finish();
 }

@@ -60,7 +60,7 @@ impl Metrics {
         let processing = HistogramVec::new(
             HistogramOpts::new(
                 "twinflow_component_processing_seconds",
-                "Time a component spent on one message.",
+                "Time a component spent on one message (mean over its batch).",
             )
             .buckets(PROCESSING_BUCKETS.to_vec()),
             c,

@@ -15,8 +15,8 @@ use crate::pipeline::channel::Overflow;
 use crate::pipeline::component::{parse_config, ComponentDescriptor};
 use crate::pipeline::message::{KindSet, MessageKind};
 use crate::pipeline::{
-    BuildContext, Component, ComponentConfig, ComponentError, Emitter, Message, Processor, Role,
-    SensorFrame, Source, SourceOutput,
+    BuildContext, Component, ComponentConfig, ComponentError, Emitter, Envelope, Message,
+    Processor, Role, SensorFrame, Source, SourceOutput,
 };
 
 pub fn frame(i: u64) -> Message {
@@ -50,6 +50,9 @@ pub struct CountingSourceConfig {
     pub sent: Arc<AtomicU64>,
     #[serde(skip)]
     pub limit: u64,
+    /// Send this many frames per `send_batch` call (0 or 1: one `send` each).
+    #[serde(skip)]
+    pub batch: usize,
 }
 
 impl ComponentConfig for CountingSourceConfig {
@@ -57,6 +60,7 @@ impl ComponentConfig for CountingSourceConfig {
         Ok(Component::Source(Box::new(CountingSource {
             sent: self.sent.clone(),
             limit: self.limit,
+            batch: self.batch,
         })))
     }
 }
@@ -64,6 +68,7 @@ impl ComponentConfig for CountingSourceConfig {
 struct CountingSource {
     sent: Arc<AtomicU64>,
     limit: u64,
+    batch: usize,
 }
 
 #[async_trait]
@@ -75,8 +80,15 @@ impl Source for CountingSource {
     ) -> Result<(), ComponentError> {
         let mut i = self.sent.load(Ordering::SeqCst);
         while i < self.limit && !stop.is_cancelled() {
-            out.send(frame(i), None).await;
-            i += 1;
+            if self.batch > 1 {
+                let end = (i + self.batch as u64).min(self.limit);
+                out.send_batch((i..end).map(|k| Envelope::new(frame(k))).collect())
+                    .await;
+                i = end;
+            } else {
+                out.send(frame(i), None).await;
+                i += 1;
+            }
             self.sent.store(i, Ordering::SeqCst);
         }
         Ok(())

@@ -22,6 +22,7 @@ async fn backpressure_slows_the_source_and_bounds_what_is_in_flight() {
     let src = CountingSourceConfig {
         sent: Default::default(),
         limit: u64::MAX,
+        batch: 1,
     };
     let sink = RecordingSinkConfig {
         delay: Duration::from_millis(2),
@@ -83,6 +84,7 @@ async fn drop_policies_discard_and_count_instead_of_blocking() {
         let src = CountingSourceConfig {
             sent: Default::default(),
             limit: 3000,
+            batch: 1,
         };
         let sink = RecordingSinkConfig {
             delay: Duration::from_micros(200),
@@ -131,6 +133,7 @@ async fn a_panic_restarts_the_component_and_loses_only_the_poison_message() {
     let src = CountingSourceConfig {
         sent: Default::default(),
         limit: 2000,
+        batch: 1,
     };
     let relay = RelayConfig {
         panic_on: vec![100, 1500],
@@ -203,6 +206,7 @@ async fn exhausting_the_restart_budget_stops_the_pipeline_with_an_error() {
     let src = CountingSourceConfig {
         sent: Default::default(),
         limit: u64::MAX,
+        batch: 1,
     };
     let relay = RelayConfig {
         always_panic: true,
@@ -242,6 +246,7 @@ async fn health_ready_and_metrics_are_served() {
     let src = CountingSourceConfig {
         sent: Default::default(),
         limit: u64::MAX,
+        batch: 1,
     };
     let sink = RecordingSinkConfig {
         delay: Duration::from_millis(1),

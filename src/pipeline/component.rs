@@ -294,15 +294,14 @@ impl Output {
             return;
         }
         self.metrics.sent.inc_by(batch.len() as u64);
-        let live: Vec<usize> = (0..self.edges.len())
-            .filter(|i| !self.edges[*i].closed)
-            .collect();
-        if live.is_empty() {
+        let Some(last) = self.edges.iter().rposition(|e| !e.closed) else {
             return;
-        }
-        let last = *live.last().unwrap_or(&0);
+        };
         let mut batch = Some(batch);
-        for i in live {
+        for i in 0..=last {
+            if self.edges[i].closed {
+                continue;
+            }
             let edge = &mut self.edges[i];
             let accepts = edge.accepts;
             let items: Vec<Envelope> = if i == last {
