@@ -199,3 +199,12 @@ fn graph_prints_mermaid_and_dot() {
     assert!(d.starts_with("digraph"), "{d}");
     assert!(d.contains("\"sim\" -> \"predict\""), "{d}");
 }
+
+#[test]
+fn a_node_whose_output_nobody_reads() {
+    assert_error(
+        "unconsumed.yaml",
+        4,
+        "Transform \"predict\" (predictor) is not an input of any node",
+    );
+}

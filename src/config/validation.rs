@@ -165,6 +165,24 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
         }
     }
 
+    // Sources and transforms whose output nobody reads.
+    for (j, n) in doc.nodes.iter().enumerate() {
+        let Some(d) = descriptors[j] else { continue };
+        let duplicate = index.get(n.value.id.value.as_str()) != Some(&j);
+        if duplicate || d.role == Role::Sink || upstream.iter().any(|u| u.contains(&j)) {
+            continue;
+        }
+        errors.push(ConfigError::at(
+            n.value.id.referenced,
+            format!(
+                "{} \"{}\" ({}) is not an input of any node: its messages would go nowhere.",
+                capitalise(d.role.as_str()),
+                n.value.id.value,
+                d.type_name
+            ),
+        ));
+    }
+
     // The dead-letter node.
     if let Some(dl) = &doc.dead_letter {
         match index.get(dl.value.as_str()) {
