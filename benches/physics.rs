@@ -9,29 +9,18 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use twinflow::model::physics::{predict, CoilInputs, PhysicsParams, Regime};
 
 const N: usize = 1024;
-
-fn random_input(rng: &mut ChaCha8Rng) -> CoilInputs {
-    CoilInputs {
-        ucwit: rng.random_range(5.0..14.0),
-        ucait: rng.random_range(16.0..32.0),
-        ucwf: rng.random_range(3.0..40.0),
-        ucaih: rng.random_range(20.0..90.0),
-        ambt: rng.random_range(10.0..35.0),
-        uctsp: rng.random_range(18.0..26.0),
-    }
-}
 
 /// Draws inputs until `N` are accepted by `keep`.
 fn inputs(p: &PhysicsParams, seed: u64, keep: impl Fn(Regime) -> bool) -> Vec<CoilInputs> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut v = Vec::with_capacity(N);
     while v.len() < N {
-        let x = random_input(&mut rng);
+        let x = CoilInputs::random_valid(&mut rng);
         if keep(predict(p, &x).expect("valid input").regime) {
             v.push(x);
         }

@@ -114,16 +114,7 @@ fn demo_runs_serves_metrics_and_stops_cleanly_on_sigterm() {
         got.len()
     );
     for p in &got {
-        for key in [
-            "unit",
-            "ts",
-            "UCAOT",
-            "UCWOT",
-            "UCAF",
-            "Q_thermal",
-            "model",
-            "inputs",
-        ] {
+        for key in twinflow::pipeline::message::PREDICTION_KEYS {
             assert!(p.get(key).is_some(), "{key} missing in {p}");
         }
     }

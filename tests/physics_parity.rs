@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use twinflow::model::physics::{coil, fan_airflow, CoilInputs, PhysicsParams, Regime};
@@ -72,14 +72,7 @@ fn shared_dir() -> PathBuf {
 fn sample_inputs() -> Vec<CoilInputs> {
     let mut rng = ChaCha8Rng::seed_from_u64(20261204);
     let mut v: Vec<CoilInputs> = (0..SAMPLES)
-        .map(|_| CoilInputs {
-            ucwit: rng.random_range(5.0..14.0),
-            ucait: rng.random_range(16.0..32.0),
-            ucwf: rng.random_range(3.0..40.0),
-            ucaih: rng.random_range(20.0..90.0),
-            ambt: rng.random_range(10.0..35.0),
-            uctsp: rng.random_range(18.0..26.0),
-        })
+        .map(|_| CoilInputs::random_valid(&mut rng))
         .collect();
     // The reference script's own example (a "dry(max)" point) and its wet variant.
     v.push(CoilInputs::EXAMPLE);

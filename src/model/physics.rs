@@ -188,6 +188,34 @@ pub struct CoilInputs {
 }
 
 impl CoilInputs {
+    /// From the six inputs in the engine's feature order
+    /// (UCWIT, UCAIT, UCWF, UCAIH, AMBT, UCTSP).
+    pub fn from_features(x: [f64; 6]) -> Self {
+        CoilInputs {
+            ucwit: x[0],
+            ucait: x[1],
+            ucwf: x[2],
+            ucaih: x[3],
+            ambt: x[4],
+            uctsp: x[5],
+        }
+    }
+
+    /// A valid operating point drawn uniformly from the ranges a unit cooler
+    /// sees (UCWIT 5–14 °C, UCAIT 16–32 °C, UCWF 3–40 L/min, UCAIH 20–90 %,
+    /// AMBT 10–35 °C, UCTSP 18–26 °C): dry and wet coil points both occur.
+    /// Used by the parity test and the benchmarks.
+    pub fn random_valid(rng: &mut impl rand::Rng) -> Self {
+        CoilInputs {
+            ucwit: rng.random_range(5.0..14.0),
+            ucait: rng.random_range(16.0..32.0),
+            ucwf: rng.random_range(3.0..40.0),
+            ucaih: rng.random_range(20.0..90.0),
+            ambt: rng.random_range(10.0..35.0),
+            uctsp: rng.random_range(18.0..26.0),
+        }
+    }
+
     /// The reference script's example operating point.
     pub const EXAMPLE: CoilInputs = CoilInputs {
         ucwit: 7.5,
@@ -669,14 +697,7 @@ mod tests {
     }
 
     fn random_inputs(rng: &mut ChaCha8Rng) -> CoilInputs {
-        CoilInputs {
-            ucwit: rng.random_range(5.0..14.0),
-            ucait: rng.random_range(16.0..32.0),
-            ucwf: rng.random_range(3.0..40.0),
-            ucaih: rng.random_range(20.0..90.0),
-            ambt: rng.random_range(10.0..35.0),
-            uctsp: rng.random_range(18.0..26.0),
-        }
+        CoilInputs::random_valid(rng)
     }
 
     #[test]

@@ -270,10 +270,6 @@ impl<T> Inbox<T> {
         self.edges.push(rx);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.edges.is_empty()
-    }
-
     /// Moves up to `max` queued messages into `buf` without waiting.
     /// Returns how many were moved and whether every input is closed and empty.
     pub fn try_recv_many(&mut self, buf: &mut Vec<T>, max: usize) -> (usize, bool) {

@@ -13,6 +13,19 @@ use serde::{Deserialize, Serialize};
 
 /// Names of the six model inputs, in the order every model sees them.
 pub const INPUT_FEATURES: [&str; 6] = ["UCWIT", "UCAIT", "UCWF", "UCAIH", "AMBT", "UCTSP"];
+/// Top-level keys of a prediction's JSON that consumers rely on (the
+/// interface contract); `measured` is added when the frame had measurements.
+pub const PREDICTION_KEYS: [&str; 8] = [
+    "unit",
+    "ts",
+    "UCAOT",
+    "UCWOT",
+    "UCAF",
+    "Q_thermal",
+    "model",
+    "inputs",
+];
+
 /// Names of the measured or predicted outputs.
 pub const OUTPUT_FEATURES: [&str; 3] = ["UCAOT", "UCWOT", "UCAF"];
 
@@ -416,16 +429,7 @@ mod tests {
             measured: Measured::default(),
         };
         let v = Message::Prediction(p).to_json();
-        for key in [
-            "unit",
-            "ts",
-            "UCAOT",
-            "UCWOT",
-            "UCAF",
-            "Q_thermal",
-            "model",
-            "inputs",
-        ] {
+        for key in PREDICTION_KEYS {
             assert!(v.get(key).is_some(), "missing {key} in {v}");
         }
         assert_eq!(v["inputs"]["UCTSP"], 21.0);

@@ -91,10 +91,6 @@ impl Supervisor {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
-
-    pub fn stop_token(&self) -> CancellationToken {
-        self.stop.clone()
-    }
 }
 
 #[cfg(test)]

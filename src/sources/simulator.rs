@@ -796,14 +796,7 @@ impl UnitState {
             ua_nom: self.physics.ua_nom * ua_factor,
             ..self.physics
         };
-        let inputs = CoilInputs {
-            ucwit: x[0],
-            ucait: x[1],
-            ucwf: x[2],
-            ucaih: x[3],
-            ambt: x[4],
-            uctsp: x[5],
-        };
+        let inputs = CoilInputs::from_features(x);
         // A plant state the model refuses (a drift pushing RH past 100 %, say)
         // still yields a frame: the inputs are what the sensors saw, and the
         // predictor is the one that decides what to do with them.
@@ -1026,14 +1019,7 @@ mod tests {
 
     fn clean(f: &SensorFrame) -> physics::CoilState {
         let x = f.inputs();
-        let inputs = CoilInputs {
-            ucwit: x[0],
-            ucait: x[1],
-            ucwf: x[2],
-            ucaih: x[3],
-            ambt: x[4],
-            uctsp: x[5],
-        };
+        let inputs = CoilInputs::from_features(x);
         physics::predict(&PhysicsParams::default(), &inputs).unwrap()
     }
 

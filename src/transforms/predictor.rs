@@ -32,6 +32,11 @@ pub const DESCRIPTOR: ComponentDescriptor = ComponentDescriptor {
     parse: parse_config::<PredictorConfig>,
 };
 
+/// Reasons a frame is refused: the label of
+/// `twinflow_predictor_rejected_inputs_total` and the dead letter's `reason`.
+const NON_FINITE: &str = "non_finite_input";
+const OUT_OF_RANGE: &str = "input_out_of_range";
+
 /// Which model to run.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -84,8 +89,8 @@ impl ComponentConfig for PredictorConfig {
             model_name: Arc::from("physics@1"),
             gauges: HashMap::new(),
             prediction_gauge: ctx.metrics.prediction.clone(),
-            rejected_nan: rejected("non_finite"),
-            rejected_range: rejected("out_of_range"),
+            rejected_nan: rejected(NON_FINITE),
+            rejected_range: rejected(OUT_OF_RANGE),
         })))
     }
 }
@@ -104,23 +109,16 @@ pub struct Predictor {
 
 impl Predictor {
     fn predict(&self, f: &SensorFrame) -> Result<Prediction, ComponentError> {
-        let x = CoilInputs {
-            ucwit: f.ucwit,
-            ucait: f.ucait,
-            ucwf: f.ucwf,
-            ucaih: f.ucaih,
-            ambt: f.ambt,
-            uctsp: f.uctsp,
-        };
+        let x = CoilInputs::from_features(f.inputs());
         let s = physics::predict(&self.params, &x).map_err(|e| {
             let reason = match e {
                 PhysicsError::NonFinite { .. } => {
                     self.rejected_nan.inc();
-                    "non_finite_input"
+                    NON_FINITE
                 }
                 _ => {
                     self.rejected_range.inc();
-                    "input_out_of_range"
+                    OUT_OF_RANGE
                 }
             };
             ComponentError::new(reason, format!("unit {}: {e}", f.unit))
@@ -213,14 +211,7 @@ mod tests {
         let Message::Prediction(pred) = &*em.out[0].msg else {
             panic!("not a prediction")
         };
-        let x = CoilInputs {
-            ucwit: 7.5,
-            ucait: 25.0,
-            ucwf: 15.0,
-            ucaih: 50.0,
-            ambt: 22.0,
-            uctsp: 21.0,
-        };
+        let x = CoilInputs::EXAMPLE;
         let s = physics::predict(&PhysicsParams::default(), &x).unwrap();
         assert_eq!(pred.ucaot, s.ucaot);
         assert_eq!(pred.q_thermal, s.q_total);
