@@ -18,6 +18,8 @@ pub enum EngineError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    EmbeddedBroker(String),
     #[error("pipeline \"{pipeline}\" failed: {reason}")]
     Failed { pipeline: String, reason: String },
     #[error("graceful shutdown of pipeline \"{pipeline}\" took longer than {secs} s")]
@@ -35,6 +37,9 @@ impl Engine {
     /// Starts the pipeline and the HTTP server. Must run inside an actix
     /// `System` (`actix_rt::System` or `#[actix_rt::test]`).
     pub fn start(spec: &PipelineSpec, settings: Settings) -> Result<Engine, EngineError> {
+        if let Some(b) = &spec.embedded_broker {
+            b.start().map_err(EngineError::EmbeddedBroker)?;
+        }
         let metrics = Metrics::new();
         let pipeline = pipeline::start(spec, &settings, metrics);
         let server = server::start(&settings.http_addr, pipeline.view()).map_err(|source| {

@@ -17,7 +17,8 @@
 //!   graph rendering.
 //! - `sources/`, `transforms/`, `sinks/`: one component per file, config
 //!   beside runtime; each folder's `mod.rs` lists its kinds in `COMPONENTS`.
-//! - `model/`: the physics model of the unit cooler.
+//! - `model/`: the physics model of the unit cooler, engineering units.
+//! - `protocol/`: shared protocol clients (MQTT connection, embedded broker).
 //! - `metrics.rs`: the registry and the standard component metrics.
 //! - `server.rs`: the HTTP server (`/health`, `/ready`, `/metrics`).
 //! - `testkit.rs`: engine-exercising components for tests and benches.
@@ -31,6 +32,7 @@ pub mod engine;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod protocol;
 pub mod server;
 pub mod sinks;
 pub mod sources;

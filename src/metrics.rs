@@ -39,6 +39,9 @@ pub struct Metrics {
     pub ready: IntGauge,
     pub prediction: prometheus::GaugeVec,
     pub input_rejected: IntCounterVec,
+    pub mqtt_connected: IntGaugeVec,
+    pub mqtt_reconnects: IntCounterVec,
+    pub mqtt_publish_latency: HistogramVec,
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -96,7 +99,32 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
+        let mqtt_publish_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "twinflow_mqtt_publish_latency_seconds",
+                "Time from a QoS ≥ 1 publish to the broker's acknowledgement.",
+            )
+            .buckets(vec![1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            &["component_id"],
+        )
+        .expect("valid metric");
+        reg.register(Box::new(mqtt_publish_latency.clone()))
+            .expect("unique metric");
+
         Arc::new(Metrics {
+            mqtt_publish_latency,
+            mqtt_connected: gauge_vec(
+                &reg,
+                "twinflow_mqtt_connected",
+                "1 while the component's MQTT connection is up.",
+                &["component_id"],
+            ),
+            mqtt_reconnects: counter_vec(
+                &reg,
+                "twinflow_mqtt_reconnects_total",
+                "Times the component's MQTT connection was lost and re-established.",
+                &["component_id"],
+            ),
             received: counter_vec(
                 &reg,
                 "twinflow_component_received_events_total",

@@ -250,6 +250,7 @@ pub fn spec(nodes: Vec<NodeSpec>, dead_letter: Option<&str>, batch: usize) -> Pi
         base_dir: ".".into(),
         batch_size: batch,
         dead_letter: dead_letter.map(str::to_string),
+        embedded_broker: None,
         nodes,
     }
 }

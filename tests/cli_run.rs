@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::metric_value;
+use common::services::{free_port, wait_exit, Twinflow};
 
 fn twinflow() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_twinflow"));
@@ -16,21 +16,6 @@ fn twinflow() -> Command {
         .env("TWINFLOW_LOG_FORMAT", "text")
         .env("TWINFLOW_LOG_LEVEL", "info");
     c
-}
-
-/// Waits for the child to exit, killing it after `within`.
-fn wait_exit(child: &mut Child, within: Duration) -> i32 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("twinflow did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -45,30 +30,18 @@ fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
 fn demo_runs_serves_metrics_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("predictions.jsonl");
-    let mut child = twinflow()
-        .args(["run", "pipelines/demo.yaml"])
-        .env("TWINFLOW_DEMO_RATE_HZ", "20")
-        .env("TWINFLOW_DEMO_OUT", &out)
-        .env("TWINFLOW_DEMO_DEADLETTER", dir.path().join("dead.jsonl"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The log says where the server listens (port 0 picks a free one).
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("listening on http://") {
-                let rest = &line[i + "listening on ".len()..];
-                let url = rest.split_whitespace().next().unwrap_or_default();
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("twinflow logs its HTTP address");
-
+    let out_s = out.display().to_string();
+    let port = free_port();
+    let tf = Twinflow::spawn(
+        &["run", "pipelines/demo.yaml"],
+        &[
+            ("TWINFLOW_DEMO_RATE_HZ", "20"),
+            ("TWINFLOW_DEMO_OUT", &out_s),
+            ("TWINFLOW_EMBEDDED_MQTT_PORT", &port.to_string()),
+            ("TWINFLOW_MQTT_URL", &format!("mqtt://127.0.0.1:{port}")),
+        ],
+    );
+    let base = tf.base.clone();
     let client = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut predicted = 0.0;
@@ -97,13 +70,7 @@ fn demo_runs_serves_metrics_and_stops_cleanly_on_sigterm() {
         200
     );
 
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let code = wait_exit(&mut child, Duration::from_secs(30));
+    let code = tf.terminate(Duration::from_secs(30));
     assert_eq!(code, 0, "graceful shutdown exits 0");
 
     // Everything predicted before the stop reached the file (drained, flushed).

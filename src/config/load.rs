@@ -87,6 +87,8 @@ pub struct PipelineSpec {
     pub base_dir: PathBuf,
     pub batch_size: usize,
     pub dead_letter: Option<String>,
+    /// The in-process MQTT broker to start first, if any.
+    pub embedded_broker: Option<crate::protocol::mqtt::EmbeddedBrokerConfig>,
     /// In topological order: every node after its inputs.
     pub nodes: Vec<NodeSpec>,
 }
@@ -230,6 +232,7 @@ pub fn parse_pipeline(
         base_dir: base_dir.to_path_buf(),
         batch_size: doc.batch_size.value as usize,
         dead_letter: doc.dead_letter.as_ref().map(|d| d.value.clone()),
+        embedded_broker: doc.embedded_broker.as_ref().map(|b| b.value.clone()),
         nodes,
     })
 }

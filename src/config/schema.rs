@@ -81,6 +81,9 @@ pub struct PipelineDoc {
     /// Id of the node that receives every dead letter.
     #[serde(default)]
     pub dead_letter: Option<Spanned<String>>,
+    /// An in-process MQTT broker for a machine with none (the demo).
+    #[serde(default)]
+    pub embedded_broker: Option<Spanned<crate::protocol::mqtt::EmbeddedBrokerConfig>>,
     /// The nodes of the graph.
     pub nodes: Vec<Spanned<NodeHeader>>,
 }

@@ -38,6 +38,13 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
             ),
         ));
     }
+    if let Some(b) = &doc.embedded_broker {
+        let mut problems = Vec::new();
+        b.value.problems(&mut problems);
+        for p in problems {
+            errors.push(ConfigError::at(b.referenced, p));
+        }
+    }
     if doc.nodes.is_empty() {
         errors.push(ConfigError {
             line: 0,

@@ -121,6 +121,13 @@ impl Emitter {
         });
     }
 
+    /// The acknowledgement token of the message being processed. A sink
+    /// that finishes with a message later than `process` returns (an MQTT
+    /// publish awaiting the broker's PUBACK) keeps it until then.
+    pub fn ack_token(&self) -> Option<AckToken> {
+        self.current_ack.clone()
+    }
+
     /// Routes something this component could not process to the pipeline's
     /// dead-letter node, without failing the message that caused it.
     pub fn dead_letter(&mut self, dl: DeadLetter) {

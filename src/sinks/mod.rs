@@ -4,6 +4,7 @@ use crate::pipeline::component::ComponentDescriptor;
 
 pub mod file;
 pub mod log;
+pub mod mqtt_publish;
 
 /// Every sink kind (one line per kind).
-pub const COMPONENTS: &[ComponentDescriptor] = &[file::DESCRIPTOR, log::DESCRIPTOR];
+pub const COMPONENTS: &[ComponentDescriptor] = &[file::DESCRIPTOR, log::DESCRIPTOR, mqtt_publish::DESCRIPTOR];

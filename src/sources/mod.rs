@@ -2,7 +2,8 @@
 
 use crate::pipeline::component::ComponentDescriptor;
 
+pub mod mqtt_ingest;
 pub mod simulator;
 
 /// Every source kind (one line per kind).
-pub const COMPONENTS: &[ComponentDescriptor] = &[simulator::DESCRIPTOR];
+pub const COMPONENTS: &[ComponentDescriptor] = &[simulator::DESCRIPTOR, mqtt_ingest::DESCRIPTOR];

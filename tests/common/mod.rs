@@ -6,6 +6,8 @@ use std::time::Duration;
 
 pub use twinflow::testkit::*;
 
+pub mod services;
+
 /// Engine settings for tests: any free port, fast restarts.
 pub fn settings() -> twinflow::config::Settings {
     twinflow::config::Settings {

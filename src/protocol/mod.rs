@@ -1,0 +1,3 @@
+//! Protocol clients shared by the components that speak them.
+
+pub mod mqtt;

@@ -1,0 +1,302 @@
+//! Real parts for the tests: a Mosquitto broker per test on a free port,
+//! paho-mqtt publishers and subscribers (Python), and twinflow itself as a
+//! child process.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound, then released for the service to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The Python with paho-mqtt (and numpy/scipy) that `.ci/run` sets up.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("TWINFLOW_PYTHON") {
+        return p.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python venv at {}: run `bash .ci/run` once (it creates it) or set TWINFLOW_PYTHON",
+        venv.display()
+    );
+    venv
+}
+
+/// A Mosquitto of the test's own, with persistence (so a restart keeps
+/// sessions and queued messages) and queues large enough that a slow
+/// consumer is never dropped from (Mosquitto's default
+/// `max_queued_messages 1000` drops QoS 1 messages).
+pub struct Mosquitto {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        // Mosquitto started as root drops to its own user: it must be able
+        // to write its persistence file here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let port = free_port();
+        let mut m = Mosquitto {
+            port,
+            dir,
+            child: None,
+        };
+        m.spawn();
+        m
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {dir}/\nmax_queued_messages 1000000\n\
+                 max_inflight_messages 100\nlog_dest file {dir}/mosquitto.log\nlog_type all\n",
+                port = self.port,
+                dir = self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (by .ci/run)");
+        self.child = Some(child);
+        wait_port(self.port, Duration::from_secs(20));
+    }
+
+    /// Stops the broker (SIGTERM: it saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `tests/support/mqtt_pub.py` and waits for it to finish.
+pub fn publish(port: u16, args: &[&str]) {
+    let out = Command::new(python())
+        .arg("tests/support/mqtt_pub.py")
+        .arg("--port")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "publisher failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `mqtt_pub.py` in the background.
+pub fn publish_in_background(port: u16, args: &[&str]) -> Child {
+    Command::new(python())
+        .arg("tests/support/mqtt_pub.py")
+        .arg("--port")
+        .arg(port.to_string())
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A paho subscriber writing what it receives to a file.
+pub struct Subscriber {
+    child: Child,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Subscriber {
+    pub fn start(port: u16, topics: &[&str]) -> Subscriber {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("received.jsonl");
+        let mut child = Command::new(python())
+            .arg("tests/support/mqtt_sub.py")
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--out")
+            .arg(&out)
+            .args(topics)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "subscribed", "subscriber did not subscribe");
+        Subscriber {
+            child,
+            out,
+            _dir: dir,
+        }
+    }
+
+    /// Everything received so far.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Messages on topics starting with `prefix`.
+    pub fn on(&self, prefix: &str) -> Vec<serde_json::Value> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m["topic"].as_str().unwrap_or("").starts_with(prefix))
+            .collect()
+    }
+
+    /// Waits until `cond` holds over the messages, or panics after `within`.
+    pub fn wait_until(
+        &self,
+        within: Duration,
+        what: &str,
+        cond: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let m = self.messages();
+            if cond(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; {} messages received",
+                m.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// twinflow as a child process, with its HTTP address read from its log.
+pub struct Twinflow {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Twinflow {
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Twinflow {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_twinflow"));
+        cmd.env("TWINFLOW_HTTP_ADDR", "127.0.0.1:0")
+            .env("TWINFLOW_LOG_FORMAT", "text")
+            .env("TWINFLOW_LOG_LEVEL", "info")
+            .args(args)
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("TWINFLOW_TEST_LOG").is_some() {
+                    eprintln!("[twinflow] {line}");
+                }
+                if let Some(i) = line.find("listening on http://") {
+                    let rest = &line[i + "listening on ".len()..];
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("twinflow logs its HTTP address");
+        Twinflow { child, base }
+    }
+
+    pub fn metrics(&self) -> String {
+        reqwest::blocking::get(format!("{}/metrics", self.base))
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code (killed after `within`).
+    pub fn terminate(mut self, within: Duration) -> i32 {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        wait_exit(&mut self.child, within)
+    }
+
+    /// SIGKILL: no drain, no flush, no goodbye.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for the child to exit, killing it after `within`.
+pub fn wait_exit(child: &mut Child, within: Duration) -> i32 {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("twinflow did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,202 @@
+//! MQTT end to end against a real Mosquitto, with paho-mqtt (Python) as the
+//! field devices and the consumers: throughput without loss, bad payloads,
+//! a broker restart and a `kill -9` of twinflow in the middle of a stream.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::metric_value;
+use common::services::{publish, publish_in_background, Mosquitto, Subscriber, Twinflow};
+
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn run_pipeline(broker: &Mosquitto) -> Twinflow {
+    Twinflow::spawn(
+        &["run", "tests/pipelines/mqtt_e2e.yaml"],
+        &[("MQTT_URL", &broker.url())],
+    )
+}
+
+/// The distinct readings predicted, as (unit, ts).
+fn predicted(sub: &Subscriber) -> BTreeSet<(String, String)> {
+    sub.on("hvac/predictions/results")
+        .iter()
+        .map(|m| {
+            let p = &m["payload"];
+            (
+                p["unit"].as_str().unwrap_or_default().to_string(),
+                p["ts"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn wait_predicted(sub: &Subscriber, n: usize) -> BTreeSet<(String, String)> {
+    sub.wait_until(LONG, &format!("{n} distinct predictions"), |_| {
+        predicted(sub).len() >= n
+    });
+    predicted(sub)
+}
+
+#[test]
+fn thousands_of_readings_in_the_same_number_of_predictions_out() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port, &["hvac/#"]);
+    let tf = run_pipeline(&broker);
+    sub.wait_until(LONG, "the online status", |m| {
+        m.iter()
+            .any(|m| m["topic"] == "hvac/status" && m["payload"]["status"] == "online")
+    });
+
+    publish(broker.port, &["--count", "5000", "--units", "4"]);
+    let got = wait_predicted(&sub, 5000);
+    assert_eq!(got.len(), 5000);
+    let all = sub.on("hvac/predictions/results");
+    assert_eq!(all.len(), 5000, "no duplicates without failures");
+    // Units come from the payload or from the topic level.
+    let units: BTreeSet<_> = got.iter().map(|(u, _)| u.clone()).collect();
+    assert_eq!(units.len(), 4, "{units:?}");
+    let p = &all[0]["payload"];
+    assert!(p["Q_thermal"].as_f64().unwrap().is_finite());
+    assert_eq!(p["model"], "physics@1");
+
+    let text = tf.metrics();
+    assert_eq!(
+        metric_value(&text, "twinflow_component_received_events_total", &["component_id=\"sensors\""]),
+        Some(5000.0)
+    );
+    assert_eq!(
+        metric_value(&text, "twinflow_mqtt_connected", &["component_id=\"sensors\""]),
+        Some(1.0)
+    );
+    assert_eq!(tf.terminate(Duration::from_secs(30)), 0);
+    // A clean stop says so on the retained status topic.
+    sub.wait_until(LONG, "the offline status", |m| {
+        m.iter()
+            .any(|m| m["topic"] == "hvac/status" && m["payload"]["status"] == "offline")
+    });
+}
+
+#[test]
+fn bad_payloads_are_dead_lettered_with_their_reason_and_the_stream_goes_on() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port, &["hvac/deadletter", "hvac/predictions/#"]);
+    let tf = run_pipeline(&broker);
+    let good = r#"{"unit":"uc-09","ts":"2026-12-04T10:00:00Z","UCWIT":7.5,"UCAIT":25.0,"UCWF":15.0,"UCAIH":50.0,"AMBT":22.0,"UCTSP":21.0}"#;
+    let huge = format!(
+        r#"{{"unit":"uc-09","pad":"{}"}}"#,
+        "x".repeat(4000)
+    );
+    let cases: Vec<(String, &str)> = vec![
+        ("this is not json".into(), "not_json"),
+        (r#"{"unit":"uc-09","ts":"2026-12-04T10:00:00Z","UCWIT":7.5}"#.into(), "missing_field"),
+        (good.replace("\"UCTSP\":21.0", "\"UCTSP\":21.0,\"EXTRA\":1"), "unknown_field"),
+        (good.replace("\"UCWF\":15.0", "\"UCWF\":\"fifteen\""), "not_a_number"),
+        (good.replace("\"UCWF\":15.0", "\"UCWF\":NaN"), "not_json"),
+        (good.replace("\"UCWF\":15.0", "\"UCWF\":Infinity"), "not_json"),
+        (huge, "too_large"),
+        (
+            good.replace("\"UCWF\":15.0", "\"UCWF\":{\"value\":15,\"unit\":\"barrels/day\"}"),
+            "unknown_unit",
+        ),
+        (good.replace("\"UCWF\":15.0", "\"UCWF\":-3"), "input_out_of_range"),
+    ];
+    for (payload, _) in &cases {
+        publish(broker.port, &["--raw", "hvac/sensors/data", payload]);
+    }
+    // The stream goes on: a good reading after all the bad ones is predicted.
+    publish(broker.port, &["--raw", "hvac/sensors/data", good]);
+    sub.wait_until(LONG, "the good reading's prediction", |m| {
+        m.iter().any(|m| m["topic"] == "hvac/predictions/results")
+    });
+    let dead = sub.wait_until(LONG, "every dead letter", |m| {
+        m.iter().filter(|m| m["topic"] == "hvac/deadletter").count() >= cases.len()
+    });
+    let reasons: Vec<&str> = dead
+        .iter()
+        .filter(|m| m["topic"] == "hvac/deadletter")
+        .map(|m| m["payload"]["reason"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = cases.iter().map(|(_, r)| *r).collect();
+    assert_eq!(reasons, expected, "one dead letter per bad payload, in order");
+    for m in dead.iter().filter(|m| m["topic"] == "hvac/deadletter") {
+        let p = &m["payload"];
+        assert!(!p["error"].as_str().unwrap().is_empty());
+        if p["component"] == "sensors" {
+            assert_eq!(p["payload"]["topic"], "hvac/sensors/data");
+            assert!(p["payload"]["payload"].as_str().unwrap().len() <= 1024, "truncated");
+        } else {
+            assert_eq!(p["component"], "predict", "{p}");
+        }
+    }
+    let text = tf.metrics();
+    let mut by_reason: BTreeMap<&str, f64> = BTreeMap::new();
+    for r in &expected {
+        *by_reason.entry(r).or_default() += 1.0;
+    }
+    for (r, n) in by_reason {
+        assert_eq!(
+            metric_value(&text, "twinflow_dead_letters_total", &[&format!("reason=\"{r}\"")]),
+            Some(n),
+            "{r}"
+        );
+    }
+    assert_eq!(tf.terminate(Duration::from_secs(30)), 0);
+}
+
+#[test]
+fn a_broker_restart_mid_stream_loses_nothing() {
+    let mut broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port, &["hvac/predictions/#"]);
+    let tf = run_pipeline(&broker);
+    let mut pubr = publish_in_background(
+        broker.port,
+        &["--count", "3000", "--rate", "1000", "--client-id", "restart-pub"],
+    );
+    sub.wait_until(LONG, "a first part of the stream", |m| m.len() >= 500);
+    broker.restart();
+    assert!(pubr.wait().unwrap().success(), "the publisher delivered everything");
+    let got = wait_predicted(&sub, 3000);
+    assert_eq!(got.len(), 3000);
+    let text = tf.metrics();
+    assert!(
+        metric_value(&text, "twinflow_mqtt_reconnects_total", &["component_id=\"sensors\""])
+            .unwrap()
+            >= 1.0,
+        "the restart was seen"
+    );
+    assert_eq!(tf.terminate(Duration::from_secs(30)), 0);
+}
+
+#[test]
+fn kill_9_of_twinflow_mid_stream_loses_nothing() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port, &["hvac/predictions/#", "hvac/status"]);
+    let tf = run_pipeline(&broker);
+    sub.wait_until(LONG, "online", |m| {
+        m.iter().any(|m| m["payload"]["status"] == "online")
+    });
+    let mut pubr = publish_in_background(
+        broker.port,
+        &["--count", "3000", "--rate", "1000", "--client-id", "kill-pub"],
+    );
+    sub.wait_until(LONG, "a first part of the stream", |m| {
+        m.iter().filter(|m| m["topic"] == "hvac/predictions/results").count() >= 500
+    });
+    tf.kill_9();
+    // The broker publishes the last will at once.
+    sub.wait_until(LONG, "the last will", |m| {
+        m.iter().any(|m| m["payload"]["status"] == "offline")
+    });
+    assert!(pubr.wait().unwrap().success());
+    // Restarted with the same client ids, it resumes its session: the
+    // broker redelivers what was never acknowledged.
+    let tf = run_pipeline(&broker);
+    let got = wait_predicted(&sub, 3000);
+    assert_eq!(got.len(), 3000, "every reading predicted at least once");
+    assert_eq!(tf.terminate(Duration::from_secs(30)), 0);
+}
+
