@@ -28,6 +28,7 @@
 //! file concerned; only the binary uses `anyhow`.
 
 pub mod config;
+pub mod drift;
 pub mod engine;
 pub mod metrics;
 pub mod model;

@@ -104,7 +104,9 @@ impl Metrics {
                 "twinflow_mqtt_publish_latency_seconds",
                 "Time from a QoS ≥ 1 publish to the broker's acknowledgement.",
             )
-            .buckets(vec![1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            .buckets(vec![
+                1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+            ]),
             &["component_id"],
         )
         .expect("valid metric");

@@ -10,7 +10,6 @@ use std::time::Duration;
 use common::metric_value;
 use common::services::{publish, publish_in_background, Mosquitto, Subscriber, Twinflow};
 
-
 const LONG: Duration = Duration::from_secs(120);
 
 fn run_pipeline(broker: &Mosquitto) -> Twinflow {
@@ -65,11 +64,19 @@ fn thousands_of_readings_in_the_same_number_of_predictions_out() {
 
     let text = tf.metrics();
     assert_eq!(
-        metric_value(&text, "twinflow_component_received_events_total", &["component_id=\"sensors\""]),
+        metric_value(
+            &text,
+            "twinflow_component_received_events_total",
+            &["component_id=\"sensors\""]
+        ),
         Some(5000.0)
     );
     assert_eq!(
-        metric_value(&text, "twinflow_mqtt_connected", &["component_id=\"sensors\""]),
+        metric_value(
+            &text,
+            "twinflow_mqtt_connected",
+            &["component_id=\"sensors\""]
+        ),
         Some(1.0)
     );
     assert_eq!(tf.terminate(Duration::from_secs(30)), 0);
@@ -86,23 +93,38 @@ fn bad_payloads_are_dead_lettered_with_their_reason_and_the_stream_goes_on() {
     let sub = Subscriber::start(broker.port, &["hvac/deadletter", "hvac/predictions/#"]);
     let tf = run_pipeline(&broker);
     let good = r#"{"unit":"uc-09","ts":"2026-12-04T10:00:00Z","UCWIT":7.5,"UCAIT":25.0,"UCWF":15.0,"UCAIH":50.0,"AMBT":22.0,"UCTSP":21.0}"#;
-    let huge = format!(
-        r#"{{"unit":"uc-09","pad":"{}"}}"#,
-        "x".repeat(4000)
-    );
+    let huge = format!(r#"{{"unit":"uc-09","pad":"{}"}}"#, "x".repeat(4000));
     let cases: Vec<(String, &str)> = vec![
         ("this is not json".into(), "not_json"),
-        (r#"{"unit":"uc-09","ts":"2026-12-04T10:00:00Z","UCWIT":7.5}"#.into(), "missing_field"),
-        (good.replace("\"UCTSP\":21.0", "\"UCTSP\":21.0,\"EXTRA\":1"), "unknown_field"),
-        (good.replace("\"UCWF\":15.0", "\"UCWF\":\"fifteen\""), "not_a_number"),
+        (
+            r#"{"unit":"uc-09","ts":"2026-12-04T10:00:00Z","UCWIT":7.5}"#.into(),
+            "missing_field",
+        ),
+        (
+            good.replace("\"UCTSP\":21.0", "\"UCTSP\":21.0,\"EXTRA\":1"),
+            "unknown_field",
+        ),
+        (
+            good.replace("\"UCWF\":15.0", "\"UCWF\":\"fifteen\""),
+            "not_a_number",
+        ),
         (good.replace("\"UCWF\":15.0", "\"UCWF\":NaN"), "not_json"),
-        (good.replace("\"UCWF\":15.0", "\"UCWF\":Infinity"), "not_json"),
+        (
+            good.replace("\"UCWF\":15.0", "\"UCWF\":Infinity"),
+            "not_json",
+        ),
         (huge, "too_large"),
         (
-            good.replace("\"UCWF\":15.0", "\"UCWF\":{\"value\":15,\"unit\":\"barrels/day\"}"),
+            good.replace(
+                "\"UCWF\":15.0",
+                "\"UCWF\":{\"value\":15,\"unit\":\"barrels/day\"}",
+            ),
             "unknown_unit",
         ),
-        (good.replace("\"UCWF\":15.0", "\"UCWF\":-3"), "input_out_of_range"),
+        (
+            good.replace("\"UCWF\":15.0", "\"UCWF\":-3"),
+            "input_out_of_range",
+        ),
     ];
     for (payload, _) in &cases {
         publish(broker.port, &["--raw", "hvac/sensors/data", payload]);
@@ -121,13 +143,19 @@ fn bad_payloads_are_dead_lettered_with_their_reason_and_the_stream_goes_on() {
         .map(|m| m["payload"]["reason"].as_str().unwrap())
         .collect();
     let expected: Vec<&str> = cases.iter().map(|(_, r)| *r).collect();
-    assert_eq!(reasons, expected, "one dead letter per bad payload, in order");
+    assert_eq!(
+        reasons, expected,
+        "one dead letter per bad payload, in order"
+    );
     for m in dead.iter().filter(|m| m["topic"] == "hvac/deadletter") {
         let p = &m["payload"];
         assert!(!p["error"].as_str().unwrap().is_empty());
         if p["component"] == "sensors" {
             assert_eq!(p["payload"]["topic"], "hvac/sensors/data");
-            assert!(p["payload"]["payload"].as_str().unwrap().len() <= 1024, "truncated");
+            assert!(
+                p["payload"]["payload"].as_str().unwrap().len() <= 1024,
+                "truncated"
+            );
         } else {
             assert_eq!(p["component"], "predict", "{p}");
         }
@@ -139,7 +167,11 @@ fn bad_payloads_are_dead_lettered_with_their_reason_and_the_stream_goes_on() {
     }
     for (r, n) in by_reason {
         assert_eq!(
-            metric_value(&text, "twinflow_dead_letters_total", &[&format!("reason=\"{r}\"")]),
+            metric_value(
+                &text,
+                "twinflow_dead_letters_total",
+                &[&format!("reason=\"{r}\"")]
+            ),
             Some(n),
             "{r}"
         );
@@ -154,17 +186,31 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     let tf = run_pipeline(&broker);
     let mut pubr = publish_in_background(
         broker.port,
-        &["--count", "3000", "--rate", "1000", "--client-id", "restart-pub"],
+        &[
+            "--count",
+            "3000",
+            "--rate",
+            "1000",
+            "--client-id",
+            "restart-pub",
+        ],
     );
     sub.wait_until(LONG, "a first part of the stream", |m| m.len() >= 500);
     broker.restart();
-    assert!(pubr.wait().unwrap().success(), "the publisher delivered everything");
+    assert!(
+        pubr.wait().unwrap().success(),
+        "the publisher delivered everything"
+    );
     let got = wait_predicted(&sub, 3000);
     assert_eq!(got.len(), 3000);
     let text = tf.metrics();
     assert!(
-        metric_value(&text, "twinflow_mqtt_reconnects_total", &["component_id=\"sensors\""])
-            .unwrap()
+        metric_value(
+            &text,
+            "twinflow_mqtt_reconnects_total",
+            &["component_id=\"sensors\""]
+        )
+        .unwrap()
             >= 1.0,
         "the restart was seen"
     );
@@ -181,10 +227,20 @@ fn kill_9_of_twinflow_mid_stream_loses_nothing() {
     });
     let mut pubr = publish_in_background(
         broker.port,
-        &["--count", "3000", "--rate", "1000", "--client-id", "kill-pub"],
+        &[
+            "--count",
+            "3000",
+            "--rate",
+            "1000",
+            "--client-id",
+            "kill-pub",
+        ],
     );
     sub.wait_until(LONG, "a first part of the stream", |m| {
-        m.iter().filter(|m| m["topic"] == "hvac/predictions/results").count() >= 500
+        m.iter()
+            .filter(|m| m["topic"] == "hvac/predictions/results")
+            .count()
+            >= 500
     });
     tf.kill_9();
     // The broker publishes the last will at once.
@@ -199,4 +255,3 @@ fn kill_9_of_twinflow_mid_stream_loses_nothing() {
     assert_eq!(got.len(), 3000, "every reading predicted at least once");
     assert_eq!(tf.terminate(Duration::from_secs(30)), 0);
 }
-

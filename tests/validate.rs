@@ -208,3 +208,27 @@ fn a_node_whose_output_nobody_reads() {
         "Transform \"predict\" (predictor) is not an input of any node",
     );
 }
+
+#[test]
+fn every_shipped_pipeline_is_valid() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir("pipelines").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_twinflow"))
+            .arg("validate")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "the demo and the MQTT pipeline at least");
+}

@@ -135,10 +135,28 @@ mod tests {
     fn conversions_to_canonical() {
         let t = conversion(Quantity::Temperature, "degF").unwrap();
         assert!((t.apply(212.0) - 100.0).abs() < 1e-12);
-        assert!((conversion(Quantity::Temperature, "K").unwrap().apply(273.15)).abs() < 1e-12);
-        assert!((conversion(Quantity::WaterFlow, "L/h").unwrap().apply(900.0) - 15.0).abs() < 1e-12);
-        assert!((conversion(Quantity::Humidity, "fraction").unwrap().apply(0.5) - 50.0).abs() < 1e-12);
-        assert_eq!(conversion(Quantity::AirFlow, "m3/h").unwrap(), Conversion::IDENTITY);
+        assert!(
+            (conversion(Quantity::Temperature, "K")
+                .unwrap()
+                .apply(273.15))
+            .abs()
+                < 1e-12
+        );
+        assert!(
+            (conversion(Quantity::WaterFlow, "L/h").unwrap().apply(900.0) - 15.0).abs() < 1e-12
+        );
+        assert!(
+            (conversion(Quantity::Humidity, "fraction")
+                .unwrap()
+                .apply(0.5)
+                - 50.0)
+                .abs()
+                < 1e-12
+        );
+        assert_eq!(
+            conversion(Quantity::AirFlow, "m3/h").unwrap(),
+            Conversion::IDENTITY
+        );
     }
 
     #[test]

@@ -206,9 +206,9 @@ impl BrokerConfig {
             o.set_last_will(w);
         }
         let password = match (&self.password_env, &self.password_file) {
-            (Some(var), _) => Some(
-                std::env::var(var).map_err(|_| MqttConfigError::PasswordEnv(var.clone()))?,
-            ),
+            (Some(var), _) => {
+                Some(std::env::var(var).map_err(|_| MqttConfigError::PasswordEnv(var.clone()))?)
+            }
             (None, Some(f)) => {
                 let text = String::from_utf8_lossy(&Self::read(f)?).into_owned();
                 Some(text.lines().next().unwrap_or_default().to_string())
@@ -492,9 +492,10 @@ impl EmbeddedBrokerConfig {
             .map_err(|_| format!("bad listen address {}", self.listen))?;
         // Fail now, with a clear message, if the port is taken; rumqttd
         // would only log it from its own thread.
-        drop(std::net::TcpListener::bind(addr).map_err(|e| {
-            format!("embedded broker cannot listen on {addr}: {e}")
-        })?);
+        drop(
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("embedded broker cannot listen on {addr}: {e}"))?,
+        );
         let config: rumqttd::Config = serde_json::from_value(serde_json::json!({
             "id": 0,
             "router": {
@@ -555,9 +556,18 @@ mod tests {
 
     #[test]
     fn parses_urls() {
-        assert_eq!(cfg("mqtt://127.0.0.1:1884").endpoint().unwrap(), ("127.0.0.1".into(), 1884, false));
-        assert_eq!(cfg("mqtt://broker").endpoint().unwrap(), ("broker".into(), 1883, false));
-        assert_eq!(cfg("mqtts://broker").endpoint().unwrap(), ("broker".into(), 8883, true));
+        assert_eq!(
+            cfg("mqtt://127.0.0.1:1884").endpoint().unwrap(),
+            ("127.0.0.1".into(), 1884, false)
+        );
+        assert_eq!(
+            cfg("mqtt://broker").endpoint().unwrap(),
+            ("broker".into(), 1883, false)
+        );
+        assert_eq!(
+            cfg("mqtts://broker").endpoint().unwrap(),
+            ("broker".into(), 8883, true)
+        );
         assert!(cfg("http://x").endpoint().is_err());
         assert!(cfg("mqtt://x:notaport").endpoint().is_err());
     }

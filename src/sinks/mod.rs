@@ -7,4 +7,5 @@ pub mod log;
 pub mod mqtt_publish;
 
 /// Every sink kind (one line per kind).
-pub const COMPONENTS: &[ComponentDescriptor] = &[file::DESCRIPTOR, log::DESCRIPTOR, mqtt_publish::DESCRIPTOR];
+pub const COMPONENTS: &[ComponentDescriptor] =
+    &[file::DESCRIPTOR, log::DESCRIPTOR, mqtt_publish::DESCRIPTOR];

@@ -112,7 +112,9 @@ impl ComponentConfig for MqttPublishConfig {
         ];
         for topic in all.into_iter().flatten() {
             if topic.is_empty() || topic.contains(['+', '#']) {
-                problems.push(format!("topic \"{topic}\" must be non-empty and have no wildcards"));
+                problems.push(format!(
+                    "topic \"{topic}\" must be non-empty and have no wildcards"
+                ));
             }
         }
     }
@@ -249,8 +251,14 @@ impl Processor for MqttPublish {
     async fn flush(&mut self, _out: &mut Emitter) -> Result<(), ComponentError> {
         if let Some(topic) = self.status_topic.clone() {
             // A clean stop says so; the last will covers a crash.
-            self.publish(topic, QoS::AtLeastOnce, true, status_payload("offline", &self.id), None)
-                .await?;
+            self.publish(
+                topic,
+                QoS::AtLeastOnce,
+                true,
+                status_payload("offline", &self.id),
+                None,
+            )
+            .await?;
         }
         if !self.pending.wait_empty(self.flush_timeout).await {
             return Err(ComponentError::new(

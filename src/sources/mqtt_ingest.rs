@@ -223,7 +223,12 @@ impl ComponentConfig for MqttIngestConfig {
         let subs: Vec<SubscribeFilter> = self
             .subscriptions
             .iter()
-            .map(|s| SubscribeFilter::new(s.topic.clone(), mqtt::qos(s.qos).unwrap_or(QoS::AtLeastOnce)))
+            .map(|s| {
+                SubscribeFilter::new(
+                    s.topic.clone(),
+                    mqtt::qos(s.qos).unwrap_or(QoS::AtLeastOnce),
+                )
+            })
             .collect();
         let id = ctx.id.clone();
         let on_connect: mqtt::OnConnect = Box::new(move |client: &AsyncClient, session_present| {
@@ -398,7 +403,9 @@ impl Mapper {
             };
             if let Some(s) = f.and_then(|f| f.scale) {
                 if !s.is_finite() || s == 0.0 {
-                    problems.push(format!("mapping.fields.{name}.scale must be finite and non-zero"));
+                    problems.push(format!(
+                        "mapping.fields.{name}.scale must be finite and non-zero"
+                    ));
                 }
                 conversion.scale *= s;
                 conversion.offset *= s;
@@ -456,12 +463,19 @@ impl Mapper {
         let raw = raw.ok_or_else(|| perr("not_a_number", format!("{}: not a number", f.key)))?;
         let v = conv.apply(raw);
         if !v.is_finite() {
-            return Err(perr("non_finite", format!("{}: {raw} is not finite", f.key)));
+            return Err(perr(
+                "non_finite",
+                format!("{}: {raw} is not finite", f.key),
+            ));
         }
         Ok(v)
     }
 
-    fn timestamp(&self, v: Option<&Value>, now: DateTime<Utc>) -> Result<DateTime<Utc>, PayloadError> {
+    fn timestamp(
+        &self,
+        v: Option<&Value>,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, PayloadError> {
         let key = &self.ts.field;
         let Some(v) = v else {
             return if self.ts.default_now {
@@ -473,7 +487,9 @@ impl Mapper {
         let bad = |why: &str| perr("bad_timestamp", format!("{key}: {why}"));
         match self.ts.format {
             TimestampFormat::Rfc3339 => {
-                let s = v.as_str().ok_or_else(|| bad("expected an RFC 3339 string"))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| bad("expected an RFC 3339 string"))?;
                 DateTime::parse_from_rfc3339(s)
                     .map(|t| t.with_timezone(&Utc))
                     .map_err(|e| bad(&format!("\"{s}\" is not RFC 3339 ({e})")))
@@ -506,14 +522,21 @@ impl Mapper {
         let v: Value = serde_json::from_slice(payload)
             .map_err(|e| perr("not_json", format!("not JSON: {e}")))?;
         let Value::Object(mut obj) = v else {
-            return Err(perr("not_json", format!("expected a JSON object, got {}", kind_of(&v))));
+            return Err(perr(
+                "not_json",
+                format!("expected a JSON object, got {}", kind_of(&v)),
+            ));
         };
         let unit: Arc<str> = match obj.remove(&self.unit_key) {
             Some(Value::String(s)) if !s.is_empty() => Arc::from(s.as_str()),
             Some(other) => {
                 return Err(perr(
                     "not_a_number",
-                    format!("{}: expected a unit id string, got {}", self.unit_key, kind_of(&other)),
+                    format!(
+                        "{}: expected a unit id string, got {}",
+                        self.unit_key,
+                        kind_of(&other)
+                    ),
                 ))
             }
             None => match topic_unit {
@@ -521,7 +544,10 @@ impl Mapper {
                 _ => {
                     return Err(perr(
                         "no_unit",
-                        format!("no `{}` in the payload and none in the topic", self.unit_key),
+                        format!(
+                            "no `{}` in the payload and none in the topic",
+                            self.unit_key
+                        ),
                     ))
                 }
             },
@@ -537,11 +563,17 @@ impl Mapper {
             }
         }
         if !missing.is_empty() {
-            return Err(perr("missing_field", format!("missing {}", missing.join(", "))));
+            return Err(perr(
+                "missing_field",
+                format!("missing {}", missing.join(", ")),
+            ));
         }
         if !self.allow_extra && !obj.is_empty() {
             let extra: Vec<&str> = obj.keys().map(String::as_str).collect();
-            return Err(perr("unknown_field", format!("unknown field(s): {}", extra.join(", "))));
+            return Err(perr(
+                "unknown_field",
+                format!("unknown field(s): {}", extra.join(", ")),
+            ));
         }
         let r = |i: usize| vals[i].unwrap_or(f64::NAN);
         Ok(SensorFrame {
@@ -703,17 +735,35 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("not json", "not_json"),
             ("[1,2]", "not_json"),
-            (r#"{"unit":"u","ts":"2026-12-04T10:00:00Z","UCWIT":7.5}"#, "missing_field"),
-            (&GOOD.replace("\"UCTSP\":21.0", "\"UCTSP\":21.0,\"EXTRA\":1"), "unknown_field"),
-            (&GOOD.replace("\"UCWF\":15.0", "\"UCWF\":\"15\""), "not_a_number"),
-            (&GOOD.replace("\"UCWF\":15.0", "\"UCWF\":null"), "not_a_number"),
+            (
+                r#"{"unit":"u","ts":"2026-12-04T10:00:00Z","UCWIT":7.5}"#,
+                "missing_field",
+            ),
+            (
+                &GOOD.replace("\"UCTSP\":21.0", "\"UCTSP\":21.0,\"EXTRA\":1"),
+                "unknown_field",
+            ),
+            (
+                &GOOD.replace("\"UCWF\":15.0", "\"UCWF\":\"15\""),
+                "not_a_number",
+            ),
+            (
+                &GOOD.replace("\"UCWF\":15.0", "\"UCWF\":null"),
+                "not_a_number",
+            ),
             (&GOOD.replace("\"UCWF\":15.0", "\"UCWF\":NaN"), "not_json"),
             (&GOOD.replace("\"UCWF\":15.0", "\"UCWF\":1e400"), "not_json"),
             (
-                &GOOD.replace("\"UCWF\":15.0", "\"UCWF\":{\"value\":900,\"unit\":\"furlongs\"}"),
+                &GOOD.replace(
+                    "\"UCWF\":15.0",
+                    "\"UCWF\":{\"value\":900,\"unit\":\"furlongs\"}",
+                ),
                 "unknown_unit",
             ),
-            (&GOOD.replace("2026-12-04T10:00:00Z", "yesterday"), "bad_timestamp"),
+            (
+                &GOOD.replace("2026-12-04T10:00:00Z", "yesterday"),
+                "bad_timestamp",
+            ),
             (&GOOD.replace("\"unit\":\"uc-01\",", ""), "no_unit"),
         ];
         for (payload, reason) in cases {
@@ -758,7 +808,11 @@ mod tests {
         assert!(!s.matches("hvac/uc-07/other"));
         assert_eq!(s.unit_level(), Some(1));
         let f = mapper("{}")
-            .frame(GOOD.replace("\"unit\":\"uc-01\",", "").as_bytes(), Some("uc-07"), now())
+            .frame(
+                GOOD.replace("\"unit\":\"uc-01\",", "").as_bytes(),
+                Some("uc-07"),
+                now(),
+            )
             .unwrap();
         assert_eq!(&*f.unit, "uc-07");
     }
