@@ -255,3 +255,129 @@ fn kill_9_of_twinflow_mid_stream_loses_nothing() {
     assert_eq!(got.len(), 3000, "every reading predicted at least once");
     assert_eq!(tf.terminate(Duration::from_secs(30)), 0);
 }
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let st = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(st.success(), "openssl {args:?}");
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate.
+fn make_certs(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=twinflow test CA",
+        ],
+    );
+    for (name, san) in [
+        ("server", "subjectAltName=IP:127.0.0.1"),
+        ("client", "subjectAltName=DNS:twinflow"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        std::fs::write(dir.join(format!("{name}.ext")), san).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    }
+    // Mosquitto drops to its own user: it must read these.
+    for f in std::fs::read_dir(dir).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644));
+    }
+}
+
+#[test]
+fn publishes_over_tls_with_a_client_certificate_and_a_password() {
+    let certs = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(certs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    make_certs(certs.path());
+    let passwd = certs.path().join("passwd");
+    let st = std::process::Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&passwd)
+        .args(["twinflow", "s3cret-for-tests"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let tls_port = common::services::free_port();
+    let d = certs.path().display();
+    // The default listener stays plain and anonymous (for the test's
+    // subscriber); the second one wants TLS, a client certificate and a password.
+    let broker = Mosquitto::start_with(&format!(
+        "per_listener_settings true\n\
+         listener {tls_port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
+         require_certificate true\nallow_anonymous false\npassword_file {d}/passwd\n"
+    ));
+    let sub = Subscriber::start(broker.port, &["hvac/predictions/#"]);
+    let tf = Twinflow::spawn(
+        &["run", "tests/pipelines/mqtt_tls.yaml"],
+        &[
+            ("TLS_PORT", &tls_port.to_string()),
+            ("CERTS", &d.to_string()),
+            ("TEST_MQTT_PASSWORD", "s3cret-for-tests"),
+        ],
+    );
+    let mut child = tf.child;
+    let code = common::services::wait_exit(&mut child, Duration::from_secs(60));
+    assert_eq!(
+        code, 0,
+        "the finite pipeline ends once everything is acknowledged"
+    );
+    let got = sub.wait_until(LONG, "50 predictions over TLS", |m| m.len() >= 50);
+    assert_eq!(got.len(), 50);
+}

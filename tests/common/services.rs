@@ -47,10 +47,18 @@ pub struct Mosquitto {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    extra: String,
 }
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Self::start_with("")
+    }
+
+    /// With extra configuration: lines before the first `listener` are
+    /// global and go first (Mosquitto wants `per_listener_settings` before
+    /// anything else); the rest follows the default listener's settings.
+    pub fn start_with(extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         // Mosquitto started as root drops to its own user: it must be able
         // to write its persistence file here.
@@ -61,9 +69,15 @@ impl Mosquitto {
             port,
             dir,
             child: None,
+            extra: extra.to_string(),
         };
         m.spawn();
         m
+    }
+
+    /// The broker's own folder (for certificates and password files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn url(&self) -> String {
@@ -72,14 +86,18 @@ impl Mosquitto {
 
     fn spawn(&mut self) {
         let conf = self.dir.path().join("mosquitto.conf");
+        let (global, rest) = match self.extra.find("listener ") {
+            Some(i) => self.extra.split_at(i),
+            None => (self.extra.as_str(), ""),
+        };
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                "{global}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
                  persistence_location {dir}/\nmax_queued_messages 1000000\n\
-                 max_inflight_messages 100\nlog_dest file {dir}/mosquitto.log\nlog_type all\n",
+                 max_inflight_messages 100\nlog_dest file {dir}/mosquitto.log\nlog_type all\n{rest}\n",
                 port = self.port,
-                dir = self.dir.path().display()
+                dir = self.dir.path().display(),
             ),
         )
         .unwrap();
