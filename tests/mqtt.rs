@@ -13,9 +13,13 @@ use common::services::{publish, publish_in_background, Mosquitto, Subscriber, Tw
 const LONG: Duration = Duration::from_secs(120);
 
 fn run_pipeline(broker: &Mosquitto) -> Twinflow {
+    run_pipeline_with(broker, "3.1.1")
+}
+
+fn run_pipeline_with(broker: &Mosquitto, protocol: &str) -> Twinflow {
     Twinflow::spawn(
         &["run", "tests/pipelines/mqtt_e2e.yaml"],
-        &[("MQTT_URL", &broker.url())],
+        &[("MQTT_URL", &broker.url()), ("MQTT_PROTOCOL", protocol)],
     )
 }
 
@@ -219,12 +223,32 @@ fn a_broker_restart_mid_stream_loses_nothing() {
 
 #[test]
 fn kill_9_of_twinflow_mid_stream_loses_nothing() {
+    kill_9_mid_stream("3.1.1");
+}
+
+#[test]
+fn mqtt5_kill_9_of_twinflow_mid_stream_loses_nothing() {
+    kill_9_mid_stream("5");
+}
+
+fn kill_9_mid_stream(protocol: &str) {
     let broker = Mosquitto::start();
     let sub = Subscriber::start(broker.port, &["hvac/predictions/#", "hvac/status"]);
-    let tf = run_pipeline(&broker);
+    let tf = run_pipeline_with(&broker, protocol);
     sub.wait_until(LONG, "online", |m| {
         m.iter().any(|m| m["payload"]["status"] == "online")
     });
+    // Mosquitto logs each client's protocol: p2 is 3.1.1, p5 is MQTT 5.
+    let level = if protocol == "5" { "p5" } else { "p2" };
+    let expected = format!("as twinflow-e2e-ingest ({level}");
+    let deadline = std::time::Instant::now() + LONG;
+    while !broker.log().contains(&expected) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "twinflow did not connect with MQTT {protocol}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut pubr = publish_in_background(
         broker.port,
         &[
@@ -250,7 +274,7 @@ fn kill_9_of_twinflow_mid_stream_loses_nothing() {
     assert!(pubr.wait().unwrap().success());
     // Restarted with the same client ids, it resumes its session: the
     // broker redelivers what was never acknowledged.
-    let tf = run_pipeline(&broker);
+    let tf = run_pipeline_with(&broker, protocol);
     let got = wait_predicted(&sub, 3000);
     assert_eq!(got.len(), 3000, "every reading predicted at least once");
     assert_eq!(tf.terminate(Duration::from_secs(30)), 0);

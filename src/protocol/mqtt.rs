@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, IntCounter, IntGauge};
 use rand::Rng;
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{v5, AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +45,48 @@ fn default_reconnect_initial() -> u64 {
 }
 fn default_reconnect_max() -> u64 {
     10_000
+}
+fn default_session_expiry() -> u32 {
+    86_400
+}
+
+/// MQTT protocol version: `3.1.1` (the default; every broker speaks it) or `5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    V311,
+    V5,
+}
+
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Protocol;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the MQTT version: \"3.1.1\" or 5")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Protocol, E> {
+                match v {
+                    "3.1.1" | "3" | "4" | "v3.1.1" => Ok(Protocol::V311),
+                    "5" | "5.0" | "v5" => Ok(Protocol::V5),
+                    other => Err(E::custom(format!(
+                        "unknown MQTT version \"{other}\": use \"3.1.1\" or 5"
+                    ))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Protocol, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Protocol, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Protocol, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// TLS material, as PEM files.
@@ -105,6 +147,13 @@ pub struct BrokerConfig {
     pub reconnect_initial_ms: u64,
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_ms: u64,
+    /// `"3.1.1"` (default) or `"5"`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// MQTT 5: how long the broker keeps our session after a disconnect,
+    /// seconds (MQTT 5 ends a session at disconnect unless this is set).
+    #[serde(default = "default_session_expiry")]
+    pub session_expiry_secs: u32,
 }
 
 /// A broker setting that cannot work.
@@ -184,27 +233,19 @@ impl BrokerConfig {
         })
     }
 
-    /// rumqttc options. Reads the password and TLS files; the password is
-    /// never logged or kept anywhere else.
+    /// Client options for the configured protocol. Reads the password and
+    /// TLS files; the password is never logged or kept anywhere else.
     pub fn options(
         &self,
         default_client_id: &str,
-        will: Option<LastWill>,
-    ) -> Result<MqttOptions, MqttConfigError> {
+        will: Option<Will>,
+        manual_acks: bool,
+    ) -> Result<Options, MqttConfigError> {
         let (host, port, tls) = self.endpoint()?;
         let id = self
             .client_id
             .clone()
             .unwrap_or_else(|| default_client_id.to_string());
-        let mut o = MqttOptions::new(id, host, port);
-        o.set_keep_alive(Duration::from_secs(self.keepalive_secs))
-            .set_clean_session(self.clean_session)
-            .set_request_channel_capacity(self.request_queue)
-            .set_inflight(self.max_inflight)
-            .set_max_packet_size(self.max_packet_bytes, self.max_packet_bytes);
-        if let Some(w) = will {
-            o.set_last_will(w);
-        }
         let password = match (&self.password_env, &self.password_file) {
             (Some(var), _) => {
                 Some(std::env::var(var).map_err(|_| MqttConfigError::PasswordEnv(var.clone()))?)
@@ -215,27 +256,263 @@ impl BrokerConfig {
             }
             (None, None) => None,
         };
-        if let Some(user) = &self.username {
-            o.set_credentials(user.clone(), password.unwrap_or_default());
-        } else if password.is_some() {
+        if self.username.is_none() && password.is_some() {
             return Err(MqttConfigError::Invalid(
                 "a password is configured but no username".into(),
             ));
         }
-        if tls {
+        let transport = if tls {
             let t = self.tls.as_ref().ok_or(MqttConfigError::TlsMissing)?;
             let ca = Self::read(&t.ca_file)?;
             let client_auth = match (&t.cert_file, &t.key_file) {
                 (Some(c), Some(k)) => Some((Self::read(c)?, Self::read(k)?)),
                 _ => None,
             };
-            o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+            Some(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
                 ca,
                 alpn: None,
                 client_auth,
-            }));
+            }))
+        } else {
+            None
+        };
+        let keepalive = Duration::from_secs(self.keepalive_secs);
+        Ok(match self.protocol {
+            Protocol::V311 => {
+                let mut o = MqttOptions::new(id, host, port);
+                o.set_keep_alive(keepalive)
+                    .set_clean_session(self.clean_session)
+                    .set_request_channel_capacity(self.request_queue)
+                    .set_inflight(self.max_inflight)
+                    .set_max_packet_size(self.max_packet_bytes, self.max_packet_bytes)
+                    .set_manual_acks(manual_acks);
+                if let Some(w) = will {
+                    o.set_last_will(LastWill::new(w.topic, w.payload, w.qos, w.retain));
+                }
+                if let Some(user) = &self.username {
+                    o.set_credentials(user.clone(), password.unwrap_or_default());
+                }
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
+                Options::V311(o)
+            }
+            Protocol::V5 => {
+                let mut o = v5::MqttOptions::new(id, host, port);
+                o.set_keep_alive(keepalive)
+                    .set_clean_start(self.clean_session)
+                    .set_request_channel_capacity(self.request_queue)
+                    .set_outgoing_inflight_upper_limit(self.max_inflight)
+                    .set_max_packet_size(Some(self.max_packet_bytes as u32))
+                    .set_manual_acks(manual_acks);
+                if !self.clean_session {
+                    o.set_session_expiry_interval(Some(self.session_expiry_secs));
+                }
+                if let Some(w) = will {
+                    o.set_last_will(v5::mqttbytes::v5::LastWill::new(
+                        w.topic,
+                        w.payload,
+                        qos_v5(w.qos),
+                        w.retain,
+                        None,
+                    ));
+                }
+                if let Some(user) = &self.username {
+                    o.set_credentials(user.clone(), password.unwrap_or_default());
+                }
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
+                Options::V5(Box::new(o))
+            }
+        })
+    }
+}
+
+/// A last will: published by the broker if the connection drops uncleanly.
+pub struct Will {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: QoS,
+    pub retain: bool,
+}
+
+/// Client options for one protocol version.
+pub enum Options {
+    V311(MqttOptions),
+    V5(Box<v5::MqttOptions>),
+}
+
+fn qos_v5(q: QoS) -> v5::mqttbytes::QoS {
+    match q {
+        QoS::AtMostOnce => v5::mqttbytes::QoS::AtMostOnce,
+        QoS::AtLeastOnce => v5::mqttbytes::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => v5::mqttbytes::QoS::ExactlyOnce,
+    }
+}
+
+fn qos_from_v5(q: v5::mqttbytes::QoS) -> QoS {
+    match q {
+        v5::mqttbytes::QoS::AtMostOnce => QoS::AtMostOnce,
+        v5::mqttbytes::QoS::AtLeastOnce => QoS::AtLeastOnce,
+        v5::mqttbytes::QoS::ExactlyOnce => QoS::ExactlyOnce,
+    }
+}
+
+/// A request could not be queued towards the broker.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("MQTT request failed: {0}")]
+pub struct RequestError(String);
+
+/// The handle for requests, whatever the protocol version.
+#[derive(Clone)]
+pub enum Client {
+    V311(AsyncClient),
+    V5(v5::AsyncClient),
+}
+
+/// A received publish, whatever the protocol version.
+#[derive(Debug, Clone)]
+pub struct InPublish {
+    pub topic: String,
+    pub payload: bytes::Bytes,
+    pub qos: QoS,
+    raw: RawPublish,
+}
+
+#[derive(Debug, Clone)]
+enum RawPublish {
+    V311(rumqttc::Publish),
+    V5(v5::mqttbytes::v5::Publish),
+}
+
+impl Client {
+    /// Publishes, waiting while the request queue is full (backpressure).
+    pub async fn publish(
+        &self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> Result<(), RequestError> {
+        let r = match self {
+            Client::V311(c) => c
+                .publish(topic, qos, retain, payload)
+                .await
+                .map_err(|e| e.to_string()),
+            Client::V5(c) => c
+                .publish(topic, qos_v5(qos), retain, payload)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        r.map_err(RequestError)
+    }
+
+    /// Publishes without waiting (fails when the request queue is full).
+    pub fn try_publish(
+        &self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> Result<(), RequestError> {
+        let r = match self {
+            Client::V311(c) => c
+                .try_publish(topic, qos, retain, payload)
+                .map_err(|e| e.to_string()),
+            Client::V5(c) => c
+                .try_publish(topic, qos_v5(qos), retain, payload)
+                .map_err(|e| e.to_string()),
+        };
+        r.map_err(RequestError)
+    }
+
+    /// Acknowledges a received publish (manual acknowledgements).
+    pub fn try_ack(&self, p: &InPublish) -> Result<(), RequestError> {
+        let r = match (self, &p.raw) {
+            (Client::V311(c), RawPublish::V311(raw)) => c.try_ack(raw).map_err(|e| e.to_string()),
+            (Client::V5(c), RawPublish::V5(raw)) => c.try_ack(raw).map_err(|e| e.to_string()),
+            _ => Err("publish and client are of different protocol versions".into()),
+        };
+        r.map_err(RequestError)
+    }
+
+    pub fn try_subscribe_many(&self, subs: &[(String, QoS)]) -> Result<(), RequestError> {
+        let r = match self {
+            Client::V311(c) => c
+                .try_subscribe_many(
+                    subs.iter()
+                        .map(|(t, q)| rumqttc::SubscribeFilter::new(t.clone(), *q)),
+                )
+                .map_err(|e| e.to_string()),
+            Client::V5(c) => c
+                .try_subscribe_many(
+                    subs.iter()
+                        .map(|(t, q)| v5::mqttbytes::v5::Filter::new(t.clone(), qos_v5(*q))),
+                )
+                .map_err(|e| e.to_string()),
+        };
+        r.map_err(RequestError)
+    }
+
+    pub async fn disconnect(&self) {
+        let _ = match self {
+            Client::V311(c) => c.disconnect().await.map_err(|e| e.to_string()),
+            Client::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
+        };
+    }
+}
+
+/// What the connection task cares about in an event.
+enum Polled {
+    Connected {
+        session_present: bool,
+    },
+    Publish(InPublish),
+    /// The broker acknowledged one of our QoS ≥ 1 publishes.
+    Acknowledged,
+    Other,
+}
+
+/// One event loop, either protocol.
+enum Loop {
+    V311(EventLoop),
+    V5(Box<v5::EventLoop>),
+}
+
+impl Loop {
+    async fn poll(&mut self) -> Result<Polled, String> {
+        match self {
+            Loop::V311(el) => Ok(match el.poll().await.map_err(|e| e.to_string())? {
+                Event::Incoming(Packet::ConnAck(a)) => Polled::Connected {
+                    session_present: a.session_present,
+                },
+                Event::Incoming(Packet::Publish(p)) => Polled::Publish(InPublish {
+                    topic: p.topic.clone(),
+                    payload: p.payload.clone(),
+                    qos: p.qos,
+                    raw: RawPublish::V311(p),
+                }),
+                Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_)) => Polled::Acknowledged,
+                _ => Polled::Other,
+            }),
+            Loop::V5(el) => {
+                use v5::mqttbytes::v5::Packet as P5;
+                Ok(match el.poll().await.map_err(|e| e.to_string())? {
+                    v5::Event::Incoming(P5::ConnAck(a)) => Polled::Connected {
+                        session_present: a.session_present,
+                    },
+                    v5::Event::Incoming(P5::Publish(p)) => Polled::Publish(InPublish {
+                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                        payload: p.payload.clone(),
+                        qos: qos_from_v5(p.qos),
+                        raw: RawPublish::V5(p),
+                    }),
+                    v5::Event::Incoming(P5::PubAck(_) | P5::PubComp(_)) => Polled::Acknowledged,
+                    _ => Polled::Other,
+                })
+            }
         }
-        Ok(o)
     }
 }
 
@@ -252,7 +529,7 @@ pub fn qos(level: u8) -> Result<QoS, String> {
 /// What the connection task hands the component.
 #[derive(Debug)]
 pub enum Incoming {
-    Publish(Publish),
+    Publish(InPublish),
 }
 
 /// Outgoing QoS ≥ 1 publishes awaiting the broker's acknowledgement, in
@@ -335,7 +612,7 @@ impl ConnectionMetrics {
 /// A live MQTT client: the handle for requests, the incoming stream, and
 /// the task that drives the connection (stopped on drop).
 pub struct Connection {
-    pub client: AsyncClient,
+    pub client: Client,
     pub incoming: mpsc::Receiver<Incoming>,
     pub pending: Arc<PendingPublishes>,
     cancel: CancellationToken,
@@ -343,21 +620,31 @@ pub struct Connection {
 
 /// Called after every (re)connection, with whether the broker still had our
 /// session; returns the requests to make (subscriptions, status).
-pub type OnConnect = Box<dyn Fn(&AsyncClient, bool) + Send + Sync>;
+pub type OnConnect = Box<dyn Fn(&Client, bool) + Send + Sync>;
 
 impl Connection {
     /// Starts the connection task. `incoming_capacity` bounds the publishes
     /// buffered between the task and the component.
     pub fn start(
         id: &str,
-        options: MqttOptions,
+        options: Options,
         metrics: ConnectionMetrics,
         reconnect: (Duration, Duration),
         incoming_capacity: usize,
         on_connect: OnConnect,
     ) -> Connection {
-        let capacity = options.request_channel_capacity();
-        let (client, eventloop) = AsyncClient::new(options, capacity);
+        let (client, eventloop) = match options {
+            Options::V311(o) => {
+                let cap = o.request_channel_capacity();
+                let (c, el) = AsyncClient::new(o, cap);
+                (Client::V311(c), Loop::V311(el))
+            }
+            Options::V5(o) => {
+                let cap = o.request_channel_capacity();
+                let (c, el) = v5::AsyncClient::new(*o, cap);
+                (Client::V5(c), Loop::V5(Box::new(el)))
+            }
+        };
         let (tx, rx) = mpsc::channel(incoming_capacity.max(1));
         let pending = Arc::new(PendingPublishes::default());
         let cancel = CancellationToken::new();
@@ -390,8 +677,8 @@ impl Drop for Connection {
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     id: String,
-    client: AsyncClient,
-    mut eventloop: EventLoop,
+    client: Client,
+    mut eventloop: Loop,
     tx: mpsc::Sender<Incoming>,
     pending: Arc<PendingPublishes>,
     metrics: ConnectionMetrics,
@@ -410,14 +697,14 @@ async fn drive(
             ev = eventloop.poll() => ev,
         };
         match ev {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+            Ok(Polled::Connected { session_present }) => {
                 metrics.connected.set(1);
                 delay = initial;
-                tracing::info!(component_id = %id, session_present = ack.session_present, "MQTT connected");
-                on_connect(&client, ack.session_present);
+                tracing::info!(component_id = %id, session_present, "MQTT connected");
+                on_connect(&client, session_present);
                 was_connected = true;
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
+            Ok(Polled::Publish(p)) => {
                 // Waiting here is the backpressure: the event loop is not
                 // polled, the socket is not read, the broker keeps the rest.
                 let send = tx.send(Incoming::Publish(p));
@@ -427,10 +714,10 @@ async fn drive(
                     r = send => if r.is_err() { break },
                 }
             }
-            Ok(Event::Incoming(Packet::PubAck(_)) | Event::Incoming(Packet::PubComp(_))) => {
+            Ok(Polled::Acknowledged) => {
                 pending.complete_one(&metrics.publish_latency);
             }
-            Ok(_) => {}
+            Ok(Polled::Other) => {}
             Err(e) => {
                 metrics.connected.set(0);
                 if was_connected {
@@ -451,9 +738,10 @@ async fn drive(
     metrics.connected.set(0);
 }
 
-/// Error text for a failed request on the client handle.
-pub fn client_error(e: rumqttc::ClientError) -> ComponentError {
-    ComponentError::new("mqtt", format!("MQTT request failed: {e}"))
+impl From<RequestError> for ComponentError {
+    fn from(e: RequestError) -> Self {
+        ComponentError::new("mqtt", e.to_string())
+    }
 }
 
 /// The embedded broker of the demo (rumqttd), for a machine with no broker.
@@ -573,6 +861,17 @@ mod tests {
     }
 
     #[test]
+    fn protocol_versions() {
+        let p = |y: &str| {
+            serde_saphyr::from_str::<BrokerConfig>(&format!("url: mqtt://x\nprotocol: {y}\n"))
+        };
+        assert_eq!(p("5").unwrap().protocol, Protocol::V5);
+        assert_eq!(p("3.1.1").unwrap().protocol, Protocol::V311);
+        assert_eq!(p("'5'").unwrap().protocol, Protocol::V5);
+        assert!(p("6").is_err());
+    }
+
+    #[test]
     fn problems_are_collected() {
         let mut p = Vec::new();
         let mut c = cfg("mqtts://broker");
@@ -588,7 +887,7 @@ mod tests {
         let mut c = cfg("mqtt://127.0.0.1:1");
         c.username = Some("u".into());
         c.password_env = Some("TWINFLOW_TEST_MQTT_PASSWORD_UNSET".into());
-        let e = c.options("x", None).unwrap_err();
+        let e = c.options("x", None, false).err().expect("no password");
         assert!(matches!(e, MqttConfigError::PasswordEnv(_)));
         assert!(!format!("{c:?}").contains("secret"));
     }

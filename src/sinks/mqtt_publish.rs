@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rumqttc::{AsyncClient, LastWill, QoS};
+use rumqttc::QoS;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -21,7 +21,9 @@ use crate::pipeline::component::{
     Emitter, Processor, Role,
 };
 use crate::pipeline::message::{KindSet, Message, MessageKind};
-use crate::protocol::mqtt::{self, BrokerConfig, Connection, ConnectionMetrics, PendingPublishes};
+use crate::protocol::mqtt::{
+    self, BrokerConfig, Client, Connection, ConnectionMetrics, PendingPublishes, Will,
+};
 
 pub const DESCRIPTOR: ComponentDescriptor = ComponentDescriptor {
     type_name: "mqtt_publish",
@@ -120,21 +122,19 @@ impl ComponentConfig for MqttPublishConfig {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Component, ComponentError> {
-        let will = self.status_topic.as_ref().map(|topic| {
-            LastWill::new(
-                topic.clone(),
-                status_payload("offline", &ctx.id),
-                QoS::AtLeastOnce,
-                true,
-            )
+        let will = self.status_topic.as_ref().map(|topic| Will {
+            topic: topic.clone(),
+            payload: status_payload("offline", &ctx.id),
+            qos: QoS::AtLeastOnce,
+            retain: true,
         });
         let options = self
             .broker
-            .options(&format!("twinflow-{}", ctx.id), will)
+            .options(&format!("twinflow-{}", ctx.id), will, false)
             .map_err(|e| ComponentError::new("config", e.to_string()))?;
         let status = self.status_topic.clone();
         let id = ctx.id.clone();
-        let on_connect: mqtt::OnConnect = Box::new(move |client: &AsyncClient, _| {
+        let on_connect: mqtt::OnConnect = Box::new(move |client: &Client, _| {
             if let Some(topic) = &status {
                 // Not awaited: this runs inside the connection task.
                 let _ = client.try_publish(
@@ -194,7 +194,7 @@ pub struct MqttPublish {
     status_topic: Option<String>,
     flush_timeout: Duration,
     pending: Arc<PendingPublishes>,
-    client: AsyncClient,
+    client: Client,
     /// Keeps the connection task alive as long as this component.
     _conn: Connection,
 }
@@ -211,10 +211,8 @@ impl MqttPublish {
         if qos != QoS::AtMostOnce {
             self.pending.push(ack);
         }
-        self.client
-            .publish(topic, qos, retain, payload)
-            .await
-            .map_err(mqtt::client_error)
+        let res = self.client.publish(topic, qos, retain, payload).await;
+        Ok(res?)
     }
 }
 
@@ -270,7 +268,7 @@ impl Processor for MqttPublish {
                 ),
             ));
         }
-        let _ = self.client.disconnect().await;
+        self.client.disconnect().await;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
+use rumqttc::QoS;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,9 @@ use crate::pipeline::component::{
 use crate::pipeline::message::{
     DeadLetter, KindSet, Message, MessageKind, SensorFrame, INPUT_FEATURES, OUTPUT_FEATURES,
 };
-use crate::protocol::mqtt::{self, BrokerConfig, Connection, ConnectionMetrics, Incoming};
+use crate::protocol::mqtt::{
+    self, BrokerConfig, Client, Connection, ConnectionMetrics, InPublish, Incoming,
+};
 
 pub const DESCRIPTOR: ComponentDescriptor = ComponentDescriptor {
     type_name: "mqtt_ingest",
@@ -215,29 +217,28 @@ impl ComponentConfig for MqttIngestConfig {
 
     fn build(&self, ctx: &BuildContext) -> Result<Component, ComponentError> {
         let mapper = Mapper::new(&self.mapping).map_err(|e| ComponentError::new("config", e))?;
-        let mut options = self
+        let options = self
             .broker
-            .options(&format!("twinflow-{}", ctx.id), None)
+            .options(&format!("twinflow-{}", ctx.id), None, true)
             .map_err(|e| ComponentError::new("config", e.to_string()))?;
-        options.set_manual_acks(true);
-        let subs: Vec<SubscribeFilter> = self
+        let subs: Vec<(String, QoS)> = self
             .subscriptions
             .iter()
             .map(|s| {
-                SubscribeFilter::new(
+                (
                     s.topic.clone(),
                     mqtt::qos(s.qos).unwrap_or(QoS::AtLeastOnce),
                 )
             })
             .collect();
         let id = ctx.id.clone();
-        let on_connect: mqtt::OnConnect = Box::new(move |client: &AsyncClient, session_present| {
+        let on_connect: mqtt::OnConnect = Box::new(move |client: &Client, session_present| {
             if !session_present {
                 tracing::info!(component_id = %id, "subscribing (no stored session)");
             }
             // Subscribing again with a stored session is harmless and covers
             // a subscription list that changed since the session was made.
-            if let Err(e) = client.try_subscribe_many(subs.clone()) {
+            if let Err(e) = client.try_subscribe_many(&subs) {
                 tracing::error!(component_id = %id, error = %e, "subscribe request failed");
             }
         });
@@ -269,7 +270,7 @@ impl ComponentConfig for MqttIngestConfig {
 
 /// In-order acknowledgement of QoS ≥ 1 messages.
 struct AckTracker {
-    client: AsyncClient,
+    client: Client,
     state: Mutex<AckState>,
 }
 
@@ -277,13 +278,13 @@ struct AckTracker {
 struct AckState {
     next_seq: u64,
     /// Messages received and not yet acknowledged, in arrival order.
-    waiting: VecDeque<(u64, Publish)>,
+    waiting: VecDeque<(u64, InPublish)>,
     /// Sequence numbers whose processing finished, not yet at the front.
     finished: BTreeSet<u64>,
 }
 
 impl AckTracker {
-    fn register(self: &Arc<Self>, p: Publish) -> AckToken {
+    fn register(self: &Arc<Self>, p: InPublish) -> AckToken {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -642,7 +643,7 @@ impl MqttIngest {
         }
     }
 
-    async fn handle(&mut self, p: Publish, out: &mut SourceOutput<'_>) {
+    async fn handle(&mut self, p: InPublish, out: &mut SourceOutput<'_>) {
         self.metrics.received.inc();
         let topic = p.topic.clone();
         let payload = p.payload.clone();
