@@ -295,7 +295,7 @@ impl BrokerConfig {
                 if let Some(t) = transport {
                     o.set_transport(t);
                 }
-                Options::V311(o)
+                Options::V311(Box::new(o))
             }
             Protocol::V5 => {
                 let mut o = v5::MqttOptions::new(id, host, port);
@@ -339,7 +339,7 @@ pub struct Will {
 
 /// Client options for one protocol version.
 pub enum Options {
-    V311(MqttOptions),
+    V311(Box<MqttOptions>),
     V5(Box<v5::MqttOptions>),
 }
 
@@ -464,6 +464,9 @@ impl Client {
 }
 
 /// What the connection task cares about in an event.
+// Moved once per event and never stored: boxing the publish would cost an
+// allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Polled {
     Connected {
         session_present: bool,
@@ -476,7 +479,7 @@ enum Polled {
 
 /// One event loop, either protocol.
 enum Loop {
-    V311(EventLoop),
+    V311(Box<EventLoop>),
     V5(Box<v5::EventLoop>),
 }
 
@@ -636,8 +639,8 @@ impl Connection {
         let (client, eventloop) = match options {
             Options::V311(o) => {
                 let cap = o.request_channel_capacity();
-                let (c, el) = AsyncClient::new(o, cap);
-                (Client::V311(c), Loop::V311(el))
+                let (c, el) = AsyncClient::new(*o, cap);
+                (Client::V311(c), Loop::V311(Box::new(el)))
             }
             Options::V5(o) => {
                 let cap = o.request_channel_capacity();
