@@ -38,6 +38,54 @@ enum Command {
         #[arg(long)]
         dot: bool,
     },
+    /// Run simulated unit coolers standalone and write what their sensors read.
+    Simulate(SimulateArgs),
+}
+
+/// Outputs are opt-in flags so that more (a BACnet/IP device, MQTT) can sit
+/// beside `--csv` later; at least one must be chosen.
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Write the frames as CSV (inputs, measured outputs, Q_thermal): training data.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Frames per unit.
+    #[arg(long, default_value_t = 1000)]
+    frames: usize,
+    /// Number of units (overrides the scenario file).
+    #[arg(long)]
+    units: Option<usize>,
+    /// Seed of every random draw (overrides the scenario file).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Settings of a `simulator` node as YAML (load, noise, physics, scenarios, rate_hz, ...).
+    #[arg(long)]
+    scenario_file: Option<PathBuf>,
+}
+
+fn simulate(a: SimulateArgs) -> ExitCode {
+    use twinflow::model::dataset;
+    let Some(csv) = a.csv else {
+        eprintln!("twinflow simulate: choose an output: --csv FILE");
+        return ExitCode::from(2);
+    };
+    let cfg = match dataset::simulator_settings(a.scenario_file.as_deref(), a.units, a.seed) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("twinflow simulate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match dataset::simulate_to_csv(&cfg, a.frames, &csv) {
+        Ok(n) => {
+            eprintln!("twinflow simulate: wrote {n} rows to {}", csv.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("twinflow simulate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(settings: &Settings) {
@@ -62,6 +110,7 @@ fn init_logging(settings: &Settings) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Simulate(a) => simulate(a),
         Command::Validate { pipeline } => match load_pipeline(&pipeline) {
             Ok(spec) => {
                 let edges: usize = spec.nodes.iter().map(|n| n.inputs.len()).sum();

@@ -42,6 +42,10 @@ pub struct Metrics {
     pub mqtt_connected: IntGaugeVec,
     pub mqtt_reconnects: IntCounterVec,
     pub mqtt_publish_latency: HistogramVec,
+    pub alerts_active: IntGaugeVec,
+    pub alerts_total: IntCounterVec,
+    pub alerts_suppressed: IntCounterVec,
+    pub webhook_deliveries: IntCounterVec,
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -115,6 +119,30 @@ impl Metrics {
 
         Arc::new(Metrics {
             mqtt_publish_latency,
+            alerts_active: gauge_vec(
+                &reg,
+                "twinflow_alerts_active",
+                "Alerts currently active, by severity and code.",
+                &["severity", "code"],
+            ),
+            alerts_total: counter_vec(
+                &reg,
+                "twinflow_alerts_total",
+                "Alert announcements (firing, resolved, re-notifications).",
+                &["severity", "code", "state"],
+            ),
+            alerts_suppressed: counter_vec(
+                &reg,
+                "twinflow_alerts_suppressed_total",
+                "Alerts not announced, by code and reason (rate_limit).",
+                &["code", "reason"],
+            ),
+            webhook_deliveries: counter_vec(
+                &reg,
+                "twinflow_webhook_deliveries_total",
+                "Webhook deliveries by outcome (delivered, failed, dropped).",
+                &["component_id", "outcome"],
+            ),
             mqtt_connected: gauge_vec(
                 &reg,
                 "twinflow_mqtt_connected",

@@ -1,5 +1,6 @@
 //! Pipeline schema, loading and validation, and the engine's settings.
 
+pub mod duration;
 pub mod interpolate;
 pub mod load;
 pub mod schema;

@@ -137,7 +137,10 @@ pub fn default_features(header: &[String]) -> Vec<String> {
 }
 
 /// Reads the columns `features` (in that order) of the CSV file at `path`.
-pub fn load_columns(path: &Path, features: &[String]) -> Result<Vec<(String, Vec<f64>)>, DataError> {
+pub fn load_columns(
+    path: &Path,
+    features: &[String],
+) -> Result<Vec<(String, Vec<f64>)>, DataError> {
     if features.is_empty() {
         return Err(DataError::NoFeatures);
     }
@@ -217,7 +220,10 @@ mod tests {
     #[test]
     fn default_features_are_the_model_inputs_present() {
         let header = names(&["AMBT", "x", "UCWIT", "UCTSP"]);
-        assert_eq!(default_features(&header), names(&["UCWIT", "AMBT", "UCTSP"]));
+        assert_eq!(
+            default_features(&header),
+            names(&["UCWIT", "AMBT", "UCTSP"])
+        );
         assert!(default_features(&names(&["a"])).is_empty());
     }
 
@@ -242,10 +248,17 @@ mod tests {
         );
         assert_eq!(msg, expected);
         let f = file("UCWIT\n1\n\"\"\n");
-        let msg = load_columns(f.path(), &names(&["UCWIT"])).unwrap_err().to_string();
-        assert!(msg.ends_with(":3: column UCWIT: empty cell, expected a number"), "{msg}");
+        let msg = load_columns(f.path(), &names(&["UCWIT"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.ends_with(":3: column UCWIT: empty cell, expected a number"),
+            "{msg}"
+        );
         let f = file("UCWIT\nNaN\n");
-        let msg = load_columns(f.path(), &names(&["UCWIT"])).unwrap_err().to_string();
+        let msg = load_columns(f.path(), &names(&["UCWIT"]))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("\"NaN\" is not a finite number"), "{msg}");
     }
 
@@ -257,19 +270,27 @@ mod tests {
         assert!(err.to_string().contains("empty file"), "{err}");
         let f = file("UCWIT,UCAIT\n");
         let err = load_columns(f.path(), &names(&["UCWIT"])).unwrap_err();
-        assert!(err.to_string().ends_with("no data rows after the header"), "{err}");
+        assert!(
+            err.to_string().ends_with("no data rows after the header"),
+            "{err}"
+        );
         assert!(matches!(read_header(f.path()), Ok(h) if h == names(&["UCWIT", "UCAIT"])));
     }
 
     #[test]
     fn ragged_rows_and_missing_files() {
         let f = file("a,b\n1,2\n3\n");
-        let msg = load_columns(f.path(), &names(&["a"])).unwrap_err().to_string();
+        let msg = load_columns(f.path(), &names(&["a"]))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains(":3: 1 fields where the header has 2"), "{msg}");
         let msg = load_columns(Path::new("/nonexistent/ref.csv"), &names(&["a"]))
             .unwrap_err()
             .to_string();
-        assert!(msg.starts_with("/nonexistent/ref.csv: cannot read"), "{msg}");
+        assert!(
+            msg.starts_with("/nonexistent/ref.csv: cannot read"),
+            "{msg}"
+        );
         assert!(matches!(
             load_columns(f.path(), &[]),
             Err(DataError::NoFeatures)

@@ -39,14 +39,14 @@ fn clip_prob(p: f64) -> f64 {
 fn log_nfactorial_div_n_pow_n(n: f64) -> f64 {
     // B_{2j} / (2j (2j - 1)) for j = 8, ..., 1 (Horner order).
     const STIRLING: [f64; 8] = [
-        -2.955_065_359_477_124_183e-2,
-        6.410_256_410_256_410_256_4e-3,
-        -1.917_526_917_526_917_526_9e-3,
-        8.417_508_417_508_417_508_4e-4,
-        -5.952_380_952_380_952_381e-4,
-        7.936_507_936_507_936_507_9e-4,
-        -2.777_777_777_777_777_777_8e-3,
-        8.333_333_333_333_333_333_3e-2,
+        -3617.0 / 122_400.0,
+        1.0 / 156.0,
+        -691.0 / 360_360.0,
+        1.0 / 1188.0,
+        -1.0 / 1680.0,
+        1.0 / 1260.0,
+        -1.0 / 360.0,
+        1.0 / 12.0,
     ];
     let rn = 1.0 / n;
     let x = rn / n;
@@ -77,7 +77,9 @@ pub fn kstwo_sf(n: u64, x: f64) -> f64 {
             return 1.0;
         }
         let cdf = if n <= 140 {
-            (1..=n).fold(1.0, |acc, i| acc * (i as f64 * (1.0 / nf) * (2.0 * t - 1.0)))
+            (1..=n).fold(1.0, |acc, i| {
+                acc * (i as f64 * (1.0 / nf) * (2.0 * t - 1.0))
+            })
         } else {
             (log_nfactorial_div_n_pow_n(nf) + nf * (2.0 * t - 1.0).ln()).exp()
         };
@@ -259,14 +261,15 @@ fn pomeranz_cdf(n: u64, x: f64) -> f64 {
     v1[0] = 1.0;
     let (mut v0s, mut v1s) = (0i64, 0i64);
     let mut expnt: i32 = 0;
-    let (mut j1, mut j2) = pomeranz_j1j2(0, ni, ll, ceilf, roundf);
+    let (mut j1, _) = pomeranz_j1j2(0, ni, ll, ceilf, roundf);
     let mut conv = Vec::with_capacity(2 * npwrs);
     for i in 1..(2 * ni + 2) {
         let k1 = j1;
         std::mem::swap(&mut v0, &mut v1);
         std::mem::swap(&mut v0s, &mut v1s);
         v1.fill(0.0);
-        (j1, j2) = pomeranz_j1j2(i, ni, ll, ceilf, roundf);
+        let (next_j1, j2) = pomeranz_j1j2(i, ni, ll, ceilf, roundf);
+        j1 = next_j1;
         let pwrs = if i == 1 || i == 2 * ni + 1 {
             &gpower
         } else if i % 2 == 1 {
@@ -440,10 +443,13 @@ pub fn smirnov_sf(n: u64, x: f64) -> f64 {
         let vf = v as f64;
         let a = vf / nf + x;
         let b = (nf - vf) / nf - x;
-        let log_term = c_man.ln()
-            + c_exp as f64 * std::f64::consts::LN_2
-            + (vf - 1.0) * a.ln()
-            + (nf - vf) * b.ln();
+        let log_term = dot_exact(&[
+            (1.0, c_man.ln()),
+            (c_exp as f64, LN2_HI),
+            (c_exp as f64, LN2_LO),
+            (vf - 1.0, a.ln()),
+            (nf - vf, b.ln()),
+        ]);
         let term = log_term.exp();
         if term.is_finite() && term > 0.0 {
             sum.add(term);
@@ -455,12 +461,35 @@ pub fn smirnov_sf(n: u64, x: f64) -> f64 {
             break;
         }
         c_man *= (nf - vf) / (vf + 1.0);
+        // Past v = n/2 the ratios fall below 1: rescale both ways.
         if c_man > 2f64.powi(512) {
             c_man *= 2f64.powi(-512);
             c_exp += 512;
+        } else if c_man < 2f64.powi(-512) {
+            c_man *= 2f64.powi(512);
+            c_exp -= 512;
         }
     }
     clip_prob(x * sum.value())
+}
+
+/// ln 2 split so that `k * LN2_HI` is exact for |k| < 2^21 (fdlibm's constants): the
+/// binomial's binary exponent reaches ~n, and one rounding of ln 2 times 25,000 would
+/// already shift every term by 6e-13.
+const LN2_HI: f64 = 0.693_147_180_369_123_8;
+const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+
+/// Σ k·y over a few products of large opposite signs (±20,000 each, result ≈ −30), with
+/// the rounding of every product and addition carried along: the result keeps the accuracy
+/// of the logarithms themselves rather than that of an f64 near 20,000 (4e-12).
+fn dot_exact(parts: &[(f64, f64); 5]) -> f64 {
+    let mut s = super::sample::CompensatedSum::default();
+    for &(k, y) in parts {
+        let p = k * y;
+        s.add(p);
+        s.add(k.mul_add(y, -p));
+    }
+    s.value()
 }
 
 /// floor(n·x) of the exact product, and whether the product is an integer. The rounded
@@ -547,6 +576,14 @@ mod tests {
             }
             assert!(rel(smirnov_sf(n, x), x * s) < 1e-13, "x {x}");
         }
+    }
+
+    #[test]
+    fn split_ln2() {
+        assert_eq!(LN2_HI.to_bits() & 0x1f_ffff, 0, "21 trailing zero bits");
+        assert_eq!(LN2_HI + LN2_LO, std::f64::consts::LN_2);
+        // What is left is the rounding of LN_2 itself (2.3e-17), which the split avoids.
+        assert!((LN2_HI - std::f64::consts::LN_2 + LN2_LO).abs() < 3e-17);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   reference statistics computed once (sorted samples, edges, bin proportions, mean, std)
 //!   and persisted by the monitor.
 //! - [`ks`]: the two-sample KS test on sorted data; [`kolmogorov`]: the distributions behind
-//!   its p-values (exact and finite-n asymptotic, as scipy computes them).
+//!   its p-values (exact and finite-n asymptotic, as scipy computes them); [`ecdf`]: the KS
+//!   statistic and the Wasserstein distance from one merge.
 //! - [`wasserstein`], [`js`]: Wasserstein-1 (in reference σ) and Jensen–Shannon distances.
 //! - [`performance`]: MAE, RMSE, R² per output and the PERFORMANCE_DEGRADED rule.
 //! - [`report`]: [`FeatureStats`], the status rules ([`StatusRule`]: the product's original
@@ -27,6 +28,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod ecdf;
 pub mod js;
 pub mod kolmogorov;
 pub mod ks;
@@ -38,7 +40,7 @@ pub mod wasserstein;
 pub mod window;
 
 pub use ks::{KsMethod, KsResult};
-pub use performance::{PerformanceCheck, PerformanceMetrics, PerformanceRule};
+pub use performance::{PerformanceCheck, PerformanceLimit, PerformanceMetrics, PerformanceRule};
 pub use psi::ReferenceProfile;
 pub use report::{
     build_report, compare, compare_sorted, report_from_stats, DriftConfig, EffectSizeRule,

@@ -110,8 +110,17 @@ pub struct PerformanceCheck {
     pub rmse_change_pct: f64,
     /// R²_cur − R²_ref.
     pub r2_change: f64,
-    /// Which limits were exceeded (`mae`, `rmse`, `r2`); empty when not degraded.
-    pub exceeded: Vec<&'static str>,
+    /// Which limits were exceeded; empty when not degraded.
+    pub exceeded: Vec<PerformanceLimit>,
+}
+
+/// One limit of a [`PerformanceRule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PerformanceLimit {
+    Mae,
+    Rmse,
+    R2,
 }
 
 impl PerformanceCheck {
@@ -150,13 +159,13 @@ impl PerformanceRule {
         let grew = |r: f64, c: f64, limit: f64| c > r * (1.0 + limit) || (r == 0.0 && c > 0.0);
         let mut exceeded = Vec::new();
         if grew(reference.mae, current.mae, self.max_mae_increase) {
-            exceeded.push("mae");
+            exceeded.push(PerformanceLimit::Mae);
         }
         if grew(reference.rmse, current.rmse, self.max_rmse_increase) {
-            exceeded.push("rmse");
+            exceeded.push(PerformanceLimit::Rmse);
         }
         if current.r2 < reference.r2 - self.max_r2_drop {
-            exceeded.push("r2");
+            exceeded.push(PerformanceLimit::R2);
         }
         Ok(PerformanceCheck {
             reference: *reference,
@@ -214,12 +223,12 @@ mod tests {
         let ok = rule.check(&r, &metrics(1.09, 1.64, 0.86)).unwrap();
         assert!(!ok.degraded(), "{ok:?}");
         let mae = rule.check(&r, &metrics(1.11, 1.5, 0.9)).unwrap();
-        assert_eq!(mae.exceeded, vec!["mae"]);
+        assert_eq!(mae.exceeded, vec![PerformanceLimit::Mae]);
         assert!((mae.mae_change_pct - 11.0).abs() < 1e-9);
         let rmse = rule.check(&r, &metrics(1.0, 1.66, 0.9)).unwrap();
-        assert_eq!(rmse.exceeded, vec!["rmse"]);
+        assert_eq!(rmse.exceeded, vec![PerformanceLimit::Rmse]);
         let r2 = rule.check(&r, &metrics(1.0, 1.5, 0.84)).unwrap();
-        assert_eq!(r2.exceeded, vec!["r2"]);
+        assert_eq!(r2.exceeded, vec![PerformanceLimit::R2]);
         assert!((r2.r2_change + 0.06).abs() < 1e-12);
     }
 
@@ -241,7 +250,10 @@ mod tests {
         let rule = PerformanceRule::default();
         let r = metrics(0.0, 0.0, 1.0);
         let c = rule.check(&r, &metrics(0.1, 0.1, 1.0)).unwrap();
-        assert_eq!(c.exceeded, vec!["mae", "rmse"]);
+        assert_eq!(
+            c.exceeded,
+            vec![PerformanceLimit::Mae, PerformanceLimit::Rmse]
+        );
         assert_eq!(c.mae_change_pct, 100.0);
         assert_eq!(rule.check(&r, &r).unwrap().mae_change_pct, 0.0);
     }

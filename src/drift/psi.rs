@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::sample::{mean, sorted_finite, std_dev};
+use super::wasserstein::PrefixSums;
 use super::DriftError;
 
 /// Number of PSI bins before duplicate edges are removed.
@@ -114,37 +115,126 @@ pub fn psi(reference: &[f64], current: &[f64]) -> f64 {
 }
 
 /// Everything a window comparison needs from one feature's reference data, computed once:
-/// the sorted samples (KS, Wasserstein), the PSI edges and the reference's own bin
-/// proportions, mean and population standard deviation.
+/// the sorted samples (KS, Wasserstein) and their prefix sums, the PSI edges and the
+/// reference's own bin proportions, mean and population standard deviation.
 ///
-/// Serialisable so a monitor can persist it and keep its reference across restarts;
-/// deserialising checks the invariants the statistics rely on (finite, sorted, edges that
-/// fit the proportions), so a damaged file is an error rather than a wrong verdict.
+/// Serialisable so a monitor can persist it and keep its reference across restarts.
+/// Numbers are written as their shortest round-trip decimal strings: serde_json's default
+/// float parser may be off by an ulp, and a restored reference must give the very same
+/// verdicts. Deserialising accepts strings or plain numbers and checks the invariants the
+/// statistics rely on (finite, sorted, edges that fit the proportions), so a damaged file
+/// is an error rather than a wrong verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "ProfileData")]
 pub struct ReferenceProfile {
+    #[serde(serialize_with = "exact::serialize_vec")]
     sorted: Vec<f64>,
+    #[serde(serialize_with = "exact::serialize_vec")]
     edges: Vec<f64>,
+    #[serde(serialize_with = "exact::serialize_vec")]
     proportions: Vec<f64>,
+    #[serde(serialize_with = "exact::serialize")]
     mean: f64,
+    #[serde(serialize_with = "exact::serialize")]
     std: f64,
+    /// Derived from `sorted` (rebuilt on load, never stored): the Wasserstein distance of a
+    /// small window in O(window · log) instead of a merge with the whole reference.
+    #[serde(skip_serializing)]
+    prefix: PrefixSums,
 }
 
 /// The unchecked serialised form of a [`ReferenceProfile`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProfileData {
-    sorted: Vec<f64>,
-    edges: Vec<f64>,
-    proportions: Vec<f64>,
-    mean: f64,
-    std: f64,
+    sorted: Vec<exact::Exact>,
+    edges: Vec<exact::Exact>,
+    proportions: Vec<exact::Exact>,
+    mean: exact::Exact,
+    std: exact::Exact,
+}
+
+/// Lossless f64 (de)serialisation through decimal strings.
+mod exact {
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::ser::{SerializeSeq, Serializer};
+    use serde::Deserialize;
+    use std::fmt;
+
+    struct Repr(f64);
+
+    impl fmt::Display for Repr {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            // Both forms print the shortest digits that parse back to the same f64; the
+            // exponent form only where the plain one would run to dozens of zeros.
+            let a = self.0.abs();
+            if a == 0.0 || (1e-5..1e16).contains(&a) {
+                write!(f, "{}", self.0)
+            } else {
+                write!(f, "{:e}", self.0)
+            }
+        }
+    }
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&Repr(*x))
+    }
+
+    pub fn serialize_vec<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for &x in v {
+            seq.serialize_element(&Repr(x).to_string())?;
+        }
+        seq.end()
+    }
+
+    /// An f64 read from a decimal string (correctly rounded) or a plain number.
+    pub struct Exact(pub f64);
+
+    impl<'de> Deserialize<'de> for Exact {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Exact;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a number or a decimal string")
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Exact, E> {
+                    s.trim()
+                        .parse()
+                        .map(Exact)
+                        .map_err(|_| E::custom(format!("\"{s}\" is not a number")))
+                }
+                fn visit_f64<E: de::Error>(self, x: f64) -> Result<Exact, E> {
+                    Ok(Exact(x))
+                }
+                fn visit_i64<E: de::Error>(self, x: i64) -> Result<Exact, E> {
+                    Ok(Exact(x as f64))
+                }
+                fn visit_u64<E: de::Error>(self, x: u64) -> Result<Exact, E> {
+                    Ok(Exact(x as f64))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    pub fn unwrap(v: Vec<Exact>) -> Vec<f64> {
+        v.into_iter().map(|e| e.0).collect()
+    }
 }
 
 impl TryFrom<ProfileData> for ReferenceProfile {
     type Error = DriftError;
 
     fn try_from(d: ProfileData) -> Result<Self, DriftError> {
+        let d = ProfileValues {
+            sorted: exact::unwrap(d.sorted),
+            edges: exact::unwrap(d.edges),
+            proportions: exact::unwrap(d.proportions),
+            mean: d.mean.0,
+            std: d.std.0,
+        };
         let bad = |why: &str| Err(DriftError::InvalidProfile(why.to_string()));
         if d.sorted.is_empty() {
             return bad("no samples");
@@ -163,10 +253,11 @@ impl TryFrom<ProfileData> for ReferenceProfile {
         {
             return bad("proportions do not match the edges");
         }
-        if !d.mean.is_finite() || !(d.std.is_finite() && d.std >= 0.0) {
+        if !d.mean.is_finite() || !d.std.is_finite() || d.std < 0.0 {
             return bad("mean or standard deviation is not finite");
         }
         Ok(ReferenceProfile {
+            prefix: PrefixSums::new(&d.sorted),
             sorted: d.sorted,
             edges: d.edges,
             proportions: d.proportions,
@@ -174,6 +265,14 @@ impl TryFrom<ProfileData> for ReferenceProfile {
             std: d.std,
         })
     }
+}
+
+struct ProfileValues {
+    sorted: Vec<f64>,
+    edges: Vec<f64>,
+    proportions: Vec<f64>,
+    mean: f64,
+    std: f64,
 }
 
 impl ReferenceProfile {
@@ -196,6 +295,7 @@ impl ReferenceProfile {
         let mean = mean(&sorted);
         let std = std_dev(&sorted, mean);
         ReferenceProfile {
+            prefix: PrefixSums::new(&sorted),
             sorted,
             edges,
             proportions,
@@ -236,6 +336,11 @@ impl ReferenceProfile {
     /// Population standard deviation (ddof = 0).
     pub fn std(&self) -> f64 {
         self.std
+    }
+
+    /// Prefix sums of the sorted samples.
+    pub fn prefix_sums(&self) -> &PrefixSums {
+        &self.prefix
     }
 
     /// Bin proportions of sorted current data on this reference's edges.
@@ -350,8 +455,23 @@ mod tests {
         let back: ReferenceProfile = serde_json::from_str(&json).unwrap();
         assert_eq!(back, p);
 
+        // Exact: shortest decimal strings, parsed back with Rust's correctly rounded parser.
+        let tricky = ReferenceProfile::new("x", &[0.1 + 0.2, 1e-300, 2.5e17, -7.0 / 3.0]).unwrap();
+        let back: ReferenceProfile =
+            serde_json::from_str(&serde_json::to_string(&tricky).unwrap()).unwrap();
+        assert_eq!(back, tricky);
+        // Plain numbers are accepted too.
+        let plain = r#"{"sorted":[1,2.5],"edges":[1.75],"proportions":[0.5,0.5],
+            "mean":1.75,"std":0.75}"#;
+        assert_eq!(
+            serde_json::from_str::<ReferenceProfile>(plain)
+                .unwrap()
+                .edges(),
+            &[1.75]
+        );
+
         let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        v["sorted"][0] = serde_json::json!(1e9);
+        v["sorted"][0] = serde_json::json!("1e9");
         let err = serde_json::from_value::<ReferenceProfile>(v).unwrap_err();
         assert!(err.to_string().contains("not sorted"), "{err}");
 

@@ -30,8 +30,9 @@ pub fn sorted_finite(what: &str, values: &[f64]) -> Result<Vec<f64>, DriftError>
 /// Sorts finite values ascending.
 ///
 /// Above a few thousand values a byte-wise LSD radix sort on the order-preserving bit pattern
-/// beats comparison sorting by 4-6x (measured on 50,000 normal samples), and sorting the
-/// current window is the largest share of a full report. Small inputs use the standard sort.
+/// beats the standard library's comparison sort by about 1.6x (0.6 ms against 1.0 ms for
+/// 50,000 normal samples, measured), and sorting is a quarter of a full report. Small
+/// inputs use the standard sort.
 pub fn sort_finite_in_place(v: &mut [f64]) {
     const RADIX_MIN: usize = 2048;
     if v.len() < RADIX_MIN {
@@ -51,7 +52,7 @@ pub fn sort_finite_in_place(v: &mut [f64]) {
     for (byte, c) in counts.iter().enumerate() {
         // A byte that every key shares (the sign and exponent of same-sign data in one octave,
         // for example) would only copy the array.
-        if c.iter().any(|&n| n == src.len()) {
+        if c.contains(&src.len()) {
             continue;
         }
         let mut offsets = [0usize; 256];

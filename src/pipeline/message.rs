@@ -157,6 +157,72 @@ pub struct Prediction {
     /// Measured outputs from the same frame, when the unit has them.
     #[serde(default, skip_serializing_if = "Measured::is_empty")]
     pub measured: Measured,
+    /// Inputs that were outside the model's training range or physically
+    /// impossible; empty for a clean prediction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<InputFlag>,
+    /// Measured minus predicted, per output the frame measured (Q_thermal
+    /// from the measured UCWOT).
+    #[serde(default, skip_serializing_if = "Outputs::is_empty")]
+    pub residual: Outputs,
+    /// Predicted minus the physics model's prediction, per output, when the
+    /// predictor runs physics beside its model (`compare_physics`).
+    #[serde(default, skip_serializing_if = "Outputs::is_empty")]
+    pub physics_residual: Outputs,
+}
+
+/// Why an input was flagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagReason {
+    /// Outside the range the model was trained on: the model extrapolates.
+    OutsideTrainingRange,
+    /// No real unit cooler reads this (negative flow, RH outside 0–100 %,
+    /// water warmer than the air while cooling).
+    PhysicallyImpossible,
+}
+
+/// One input a prediction was flagged for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputFlag {
+    /// Input name (`UCWIT`, ...).
+    pub feature: String,
+    /// The value the frame carried.
+    pub value: f64,
+    pub reason: FlagReason,
+    /// Lower end of the accepted range, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Upper end of the accepted range, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// The value the model was given instead (`on_out_of_range: clamp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clamped_to: Option<f64>,
+}
+
+/// A value per output, each optional (residuals).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outputs {
+    #[serde(rename = "UCAOT", default, skip_serializing_if = "Option::is_none")]
+    pub ucaot: Option<f64>,
+    #[serde(rename = "UCWOT", default, skip_serializing_if = "Option::is_none")]
+    pub ucwot: Option<f64>,
+    #[serde(rename = "UCAF", default, skip_serializing_if = "Option::is_none")]
+    pub ucaf: Option<f64>,
+    #[serde(rename = "Q_thermal", default, skip_serializing_if = "Option::is_none")]
+    pub q_thermal: Option<f64>,
+}
+
+impl Outputs {
+    pub fn is_empty(&self) -> bool {
+        self.ucaot.is_none()
+            && self.ucwot.is_none()
+            && self.ucaf.is_none()
+            && self.q_thermal.is_none()
+    }
 }
 
 /// Drift status of a feature or a whole unit, ordered by severity.
@@ -223,10 +289,24 @@ impl Severity {
     }
 }
 
+/// Whether an alert starts or ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// The condition holds (an event, or an alert raised).
+    #[default]
+    Firing,
+    /// The condition has cleared.
+    Resolved,
+}
+
 /// An alert or an event that may become one (DEVICE_OFFLINE,
-/// INPUT_OUT_OF_RANGE, DRIFT_DETECTED, ...).
+/// INPUT_OUT_OF_RANGE, DRIFT_DETECTED, ...). Components emit events; the
+/// `alerter` turns them into alerts (deduplicated, rate-limited, resolved).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
+    /// What happened: DRIFT_DETECTED, PERFORMANCE_DEGRADED, DEVICE_OFFLINE,
+    /// INPUT_OUT_OF_RANGE, PREDICTION_RESIDUAL, THRESHOLD, ...
     pub code: String,
     pub message: String,
     pub severity: Severity,
@@ -234,6 +314,35 @@ pub struct Alert {
     pub ts: DateTime<Utc>,
     #[serde(default)]
     pub details: serde_json::Value,
+    /// `firing` or `resolved`.
+    #[serde(default)]
+    pub state: AlertState,
+    /// Tells apart alerts of one code and unit (a rule name, a feature, a
+    /// device); absent when the code and unit say it all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl Alert {
+    /// A firing event with no details and no key.
+    pub fn event(
+        code: &str,
+        severity: Severity,
+        unit: Option<Arc<str>>,
+        message: impl Into<String>,
+        ts: DateTime<Utc>,
+    ) -> Alert {
+        Alert {
+            code: code.to_string(),
+            message: message.into(),
+            severity,
+            unit,
+            ts,
+            details: serde_json::Value::Null,
+            state: AlertState::Firing,
+            key: None,
+        }
+    }
 }
 
 /// Something a component could not process, with the reason. Routed to the
@@ -427,6 +536,9 @@ mod tests {
             model: "physics@1".into(),
             inputs: Inputs::from(&f),
             measured: Measured::default(),
+            flags: Vec::new(),
+            residual: Outputs::default(),
+            physics_residual: Outputs::default(),
         };
         let v = Message::Prediction(p).to_json();
         for key in PREDICTION_KEYS {
@@ -434,6 +546,9 @@ mod tests {
         }
         assert_eq!(v["inputs"]["UCTSP"], 21.0);
         assert!(v.get("measured").is_none());
+        for key in ["flags", "residual", "physics_residual"] {
+            assert!(v.get(key).is_none(), "{key} is left out when empty: {v}");
+        }
     }
 
     #[test]
@@ -445,11 +560,14 @@ mod tests {
             unit: Some("uc-01".into()),
             ts: frame().ts,
             details: serde_json::json!({"device": 1234}),
+            state: AlertState::Firing,
+            key: None,
         };
         let v = Message::Alert(a).to_json();
         assert_eq!(v["severity"], "error");
         assert_eq!(v["code"], "DEVICE_OFFLINE");
         assert_eq!(v["details"]["device"], 1234);
+        assert_eq!(v["state"], "firing");
     }
 
     #[test]

@@ -287,6 +287,8 @@ mod tests {
             unit: Some("uc-02".into()),
             ts: chrono::Utc::now(),
             details: json!({}),
+            state: Default::default(),
+            key: None,
         });
         assert_eq!(fill("hvac/alerts/{severity}", &a), "hvac/alerts/critical");
         assert_eq!(fill("x/{unit}/{code}", &a), "x/uc-02/DEVICE_OFFLINE");

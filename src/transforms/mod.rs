@@ -2,7 +2,8 @@
 
 use crate::pipeline::component::ComponentDescriptor;
 
+pub mod alerter;
 pub mod predictor;
 
 /// Every transform kind (one line per kind).
-pub const COMPONENTS: &[ComponentDescriptor] = &[predictor::DESCRIPTOR];
+pub const COMPONENTS: &[ComponentDescriptor] = &[predictor::DESCRIPTOR, alerter::DESCRIPTOR];

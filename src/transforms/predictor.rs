@@ -137,6 +137,9 @@ impl Predictor {
                 ucwot: f.ucwot,
                 ucaf: f.ucaf,
             },
+            flags: Vec::new(),
+            residual: Default::default(),
+            physics_residual: Default::default(),
         })
     }
 }
