@@ -41,14 +41,27 @@ impl Engine {
             b.start().map_err(EngineError::EmbeddedBroker)?;
         }
         let metrics = Metrics::new();
+        let routes: Vec<_> = spec
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                n.config
+                    .http_routes(&crate::pipeline::component::HttpContext {
+                        id: &n.id,
+                        spec,
+                        metrics: &metrics,
+                    })
+            })
+            .collect();
         let pipeline = pipeline::start(spec, &settings, metrics);
-        let server = server::start(&settings.http_addr, pipeline.view()).map_err(|source| {
-            pipeline.shutdown();
-            EngineError::Listen {
-                addr: settings.http_addr.clone(),
-                source,
-            }
-        })?;
+        let server =
+            server::start(&settings.http_addr, pipeline.view(), routes).map_err(|source| {
+                pipeline.shutdown();
+                EngineError::Listen {
+                    addr: settings.http_addr.clone(),
+                    source,
+                }
+            })?;
         tracing::info!(pipeline = %spec.name, "listening on http://{}", server.addr);
         Ok(Engine {
             pipeline,

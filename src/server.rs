@@ -89,18 +89,29 @@ pub struct Server {
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Binds `addr` and serves. Must run inside an actix `System`.
-pub fn start(addr: &str, view: Arc<PipelineView>) -> std::io::Result<Server> {
+/// Binds `addr` and serves the engine's routes plus those of the pipeline's
+/// components (the API). Must run inside an actix `System`.
+pub fn start(
+    addr: &str,
+    view: Arc<PipelineView>,
+    routes: Vec<crate::pipeline::component::HttpRoutes>,
+) -> std::io::Result<Server> {
     let state = web::Data::new(State {
         view,
         started: Instant::now(),
     });
     let server = HttpServer::new(move || {
+        let routes = routes.clone();
         App::new()
             .app_data(state.clone())
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
             .route("/metrics", web::get().to(metrics))
+            .configure(move |cfg| {
+                for r in &routes {
+                    r(cfg);
+                }
+            })
     })
     // The engine handles signals itself (graceful pipeline drain first).
     .disable_signals()

@@ -133,6 +133,12 @@ impl Emitter {
     pub fn dead_letter(&mut self, dl: DeadLetter) {
         self.dead.push((dl, self.current_ack.clone()));
     }
+
+    /// In [`Processor::process_batch`]: what is emitted from here on is
+    /// made from `env`, and carries its acknowledgement token.
+    pub fn begin(&mut self, env: &Envelope) {
+        self.current_ack = env.ack.clone();
+    }
 }
 
 /// What a source sends through: sending waits while the downstream edges are
@@ -192,6 +198,33 @@ pub trait Processor: Send {
         out: &mut Emitter,
     ) -> Result<(), ComponentError>;
 
+    /// Whether the runner should hand this processor whole batches through
+    /// [`Processor::process_batch`]. Off by default: per-message calls let
+    /// the runner pin a panic on the message that caused it.
+    fn batched(&self) -> bool {
+        false
+    }
+
+    /// Handles the messages the runner took from the inbox together, in
+    /// order (a model evaluates them in one call). Returns one result per
+    /// message; an `Err` dead-letters that message only. Before emitting
+    /// anything made from `batch[i]` the processor calls
+    /// [`Emitter::begin`]`(&batch[i])`, so outputs keep their input's
+    /// acknowledgement token.
+    async fn process_batch(
+        &mut self,
+        batch: &[Envelope],
+        out: &mut Emitter,
+    ) -> Vec<Result<(), ComponentError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for env in batch {
+            out.begin(env);
+            results.push(self.process(&env.msg, out).await);
+        }
+        out.current_ack = None;
+        results
+    }
+
     /// How often [`Processor::tick`] runs, if at all (time windows, stale
     /// checks, periodic flushes).
     fn tick_interval(&self) -> Option<Duration> {
@@ -239,14 +272,45 @@ impl BuildContext {
     }
 }
 
+/// Routes a component serves on the engine's HTTP port, mounted when the
+/// server starts (before the component itself is built). State shared
+/// between the routes and the running component lives in the config (an
+/// `Arc` created when the config is parsed), so a restarted component keeps
+/// serving through the same routes.
+pub type HttpRoutes = Arc<dyn Fn(&mut actix_web::web::ServiceConfig) + Send + Sync>;
+
+/// What [`ComponentConfig::http_routes`] can see: the whole validated
+/// pipeline, to find the nodes it serves (the API finds its predictor).
+pub struct HttpContext<'a> {
+    pub id: &'a str,
+    pub spec: &'a crate::config::PipelineSpec,
+    pub metrics: &'a Arc<Metrics>,
+}
+
 /// The typed settings of one node, parsed from its YAML.
 pub trait ComponentConfig: fmt::Debug + Send + Sync + 'static {
     /// Value checks that serde cannot express (positive intervals, ranges,
     /// files). Every problem is pushed; none stops the others.
     fn validate(&self, _problems: &mut Vec<String>) {}
 
+    /// [`ComponentConfig::validate`] for a config read from a pipeline file
+    /// in `base_dir`, for checks of files the config names relative to it.
+    fn validate_at(&self, _base_dir: &std::path::Path, problems: &mut Vec<String>) {
+        self.validate(problems)
+    }
+
     /// Builds a running component. Called at start and at every restart.
     fn build(&self, ctx: &BuildContext) -> Result<Component, ComponentError>;
+
+    /// HTTP routes to mount on the engine's server; most components have none.
+    fn http_routes(&self, _ctx: &HttpContext<'_>) -> Option<HttpRoutes> {
+        None
+    }
+
+    /// For components that look at another node's settings (downcast).
+    fn as_any(&self) -> Option<&dyn Any> {
+        None
+    }
 }
 
 /// One kind of component, as the registry knows it.
