@@ -42,16 +42,35 @@ pub struct Metrics {
     pub mqtt_connected: IntGaugeVec,
     pub mqtt_reconnects: IntCounterVec,
     pub mqtt_publish_latency: HistogramVec,
+    pub prediction_latency: HistogramVec,
     pub alerts_active: IntGaugeVec,
     pub alerts_total: IntCounterVec,
     pub alerts_suppressed: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
+    pub drift_psi: prometheus::GaugeVec,
+    pub drift_ks_statistic: prometheus::GaugeVec,
+    pub drift_ks_pvalue: prometheus::GaugeVec,
+    pub drift_wasserstein: prometheus::GaugeVec,
+    pub drift_feature_status: prometheus::GaugeVec,
+    pub drift_status: prometheus::GaugeVec,
+    pub model_error: prometheus::GaugeVec,
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     reg.register(Box::new(c.clone())).expect("unique metric");
     c
+}
+
+fn float_gauge_vec(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::GaugeVec {
+    let g = prometheus::GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    reg.register(Box::new(g.clone())).expect("unique metric");
+    g
 }
 
 fn gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -117,8 +136,31 @@ impl Metrics {
         reg.register(Box::new(mqtt_publish_latency.clone()))
             .expect("unique metric");
 
+        // Per prediction, not per message: a batched model call is shared
+        // out over its rows, so batching shows up here as lower latency.
+        let prediction_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "twinflow_prediction_latency_seconds",
+                "Time to check the inputs of one prediction and compute it (batch mean).",
+            )
+            .buckets(PROCESSING_BUCKETS.to_vec()),
+            &["component_id", "model"],
+        )
+        .expect("valid metric");
+        reg.register(Box::new(prediction_latency.clone()))
+            .expect("unique metric");
+
+        let uf = ["unit", "feature"];
         Arc::new(Metrics {
+            drift_psi: float_gauge_vec(&reg, "twinflow_drift_psi", "Population stability index of the last window, per unit and feature.", &uf),
+            drift_ks_statistic: float_gauge_vec(&reg, "twinflow_drift_ks_statistic", "Two-sample KS statistic D of the last window.", &uf),
+            drift_ks_pvalue: float_gauge_vec(&reg, "twinflow_drift_ks_pvalue", "Two-sample KS p-value of the last window.", &uf),
+            drift_wasserstein: float_gauge_vec(&reg, "twinflow_drift_wasserstein", "Wasserstein-1 distance of the last window, in reference standard deviations.", &uf),
+            drift_feature_status: float_gauge_vec(&reg, "twinflow_drift_feature_status", "Drift status per unit and feature: 0 stable, 1 warning, 2 critical.", &uf),
+            drift_status: float_gauge_vec(&reg, "twinflow_drift_status", "Overall drift status per unit: 0 stable, 1 warning, 2 critical.", &["unit"]),
+            model_error: float_gauge_vec(&reg, "twinflow_model_error", "Model error over the last window per unit and output (metric: mae, rmse, r2).", &["unit", "output", "metric"]),
             mqtt_publish_latency,
+            prediction_latency,
             alerts_active: gauge_vec(
                 &reg,
                 "twinflow_alerts_active",

@@ -236,6 +236,7 @@ pub fn node(
                 from: (*f).into(),
                 capacity,
                 overflow: Overflow::Block,
+                kinds: d.accepts,
             })
             .collect(),
         config,

@@ -33,13 +33,20 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
             }
             let mut body = vec![0; len];
             let _ = r.read_exact(&mut body);
-            let status = if n == 0 { "500 Internal Server Error" } else { "200 OK" };
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
             if n > 0 {
                 if let Ok(v) = serde_json::from_slice(&body) {
                     got.lock().unwrap().push(v);
                 }
             }
-            let _ = write!(s, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
         }
     });
     (url, bodies)
@@ -62,7 +69,9 @@ fn one_alert_when_it_goes_wrong_one_when_it_clears_and_no_storm() {
     let mut child = tf.child;
     assert_eq!(wait_exit(&mut child, Duration::from_secs(120)), 0);
 
-    let alerts = sub.wait_until(Duration::from_secs(60), "three alert messages", |m| m.len() >= 3);
+    let alerts = sub.wait_until(Duration::from_secs(60), "three alert messages", |m| {
+        m.len() >= 3
+    });
     let of = |unit: &str| -> Vec<(String, String)> {
         alerts
             .iter()
@@ -107,5 +116,81 @@ fn one_alert_when_it_goes_wrong_one_when_it_clears_and_no_storm() {
 
     // The active alert was kept for the next start.
     let saved = std::fs::read_to_string(state.path().join("alerts.json")).unwrap();
-    assert!(saved.contains("uc-flap") && !saved.contains("uc-steady"), "{saved}");
+    assert!(
+        saved.contains("uc-flap") && !saved.contains("uc-steady"),
+        "{saved}"
+    );
+}
+
+#[test]
+fn input_drift_raises_one_drift_alert_and_one_resolution() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port, &["hvac/alerts/#"]);
+    let state = tempfile::tempdir().unwrap();
+    let tf = Twinflow::spawn(
+        &["run", "tests/pipelines/drift_alerts.yaml"],
+        &[
+            ("MQTT_URL", &broker.url()),
+            ("STATE_DIR", &state.path().display().to_string()),
+        ],
+    );
+    let mut child = tf.child;
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(120)), 0);
+    let alerts = sub.wait_until(Duration::from_secs(60), "two drift alerts", |m| {
+        m.len() >= 2
+    });
+    let got: Vec<(String, String)> = alerts
+        .iter()
+        .map(|m| {
+            (
+                m["payload"]["code"].as_str().unwrap().to_string(),
+                m["payload"]["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("DRIFT_DETECTED".to_string(), "firing".to_string()),
+            ("DRIFT_DETECTED".to_string(), "resolved".to_string()),
+        ]
+    );
+    // The reports say when: drifting only while the air was warmer.
+    let reports: Vec<serde_json::Value> =
+        std::fs::read_to_string(state.path().join("reports.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert!(reports.len() > 50, "{} reports", reports.len());
+    let fired = alerts[0]["payload"]["ts"].as_str().unwrap();
+    let resolved = alerts[1]["payload"]["ts"].as_str().unwrap();
+    assert!(
+        fired > "2026-06-01T01:00:00Z" && fired < "2026-06-01T01:30:00Z",
+        "fired at {fired}"
+    );
+    assert!(
+        resolved > "2026-06-01T02:30:00Z" && resolved < "2026-06-01T03:00:00Z",
+        "resolved at {resolved}"
+    );
+    for r in &reports {
+        let ts = r["ts"].as_str().unwrap();
+        if ts < "2026-06-01T01:00:00Z" {
+            assert_eq!(
+                r["summary"]["overall_status"], "STABLE",
+                "no false alarm at {ts}: {r}"
+            );
+        }
+    }
+    let d = &reports
+        .iter()
+        .find(|r| r["summary"]["overall_status"] != "STABLE")
+        .unwrap();
+    assert_ne!(d["features"]["UCAIT"]["status"], "STABLE");
+    assert_eq!(
+        d["features"]["UCWF"]["status"], "STABLE",
+        "only the drifted input drifts"
+    );
+    // The learned reference is kept for the next start.
+    assert!(state.path().join("drift.json").exists());
 }

@@ -24,12 +24,13 @@ const LONG: Duration = Duration::from_secs(60);
 struct Instance(Option<Twinflow>);
 
 impl Instance {
-    fn start(broker: &Mosquitto, client_id: &str) -> Instance {
+    fn start(broker: &Mosquitto, client_id: &str, protocol: &str) -> Instance {
         Instance(Some(Twinflow::spawn(
             &["run", "pipelines/mqtt-shared.yaml"],
             &[
                 ("TWINFLOW_MQTT_URL", &broker.url()),
                 ("TWINFLOW_MQTT_CLIENT_ID", client_id),
+                ("TWINFLOW_MQTT_PROTOCOL", protocol),
             ],
         )))
     }
@@ -89,11 +90,20 @@ fn predictions(sub: &Subscriber) -> Vec<(String, String)> {
 }
 
 #[test]
-fn two_instances_split_a_shared_subscription_without_loss_or_duplicates() {
+fn two_instances_split_a_shared_subscription_without_loss_or_duplicates_mqtt5() {
+    split_between_two_instances("5");
+}
+
+#[test]
+fn two_instances_split_a_shared_subscription_without_loss_or_duplicates_mqtt311() {
+    split_between_two_instances("3.1.1");
+}
+
+fn split_between_two_instances(protocol: &str) {
     let broker = Mosquitto::start();
     let sub = Subscriber::start(broker.port, &["hvac/predictions/results", "hvac/status/#"]);
-    let mut a = Instance::start(&broker, "twinflow-a");
-    let mut b = Instance::start(&broker, "twinflow-b");
+    let mut a = Instance::start(&broker, "twinflow-a", protocol);
+    let mut b = Instance::start(&broker, "twinflow-b", protocol);
     sub.wait_until(LONG, "both instances online", |m| {
         ["hvac/status/twinflow-a", "hvac/status/twinflow-b"]
             .iter()
@@ -166,7 +176,7 @@ fn two_instances_split_a_shared_subscription_without_loss_or_duplicates() {
     // The load is split.
     let share = ra / (ra + rb);
     eprintln!(
-        "instance a took {ra} readings, b {rb} ({:.1} % / {:.1} %)",
+        "MQTT {protocol}: instance a took {ra} readings, b {rb} ({:.1} % / {:.1} %)",
         share * 100.0,
         (1.0 - share) * 100.0
     );
@@ -180,4 +190,37 @@ fn two_instances_split_a_shared_subscription_without_loss_or_duplicates() {
 
     assert_eq!(a.stop(), 0);
     assert_eq!(b.stop(), 0);
+}
+
+/// With persistent sessions a stopped member stays in the group: Mosquitto
+/// keeps dispatching its share to its session, where it waits until the
+/// instance returns. Nothing is lost, but the others do not take over
+/// (deploy/README.md says so; this is the evidence).
+#[test]
+fn a_stopped_instance_share_waits_for_it_at_the_broker() {
+    const N: usize = 400;
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port, &["hvac/predictions/results"]);
+    let a = Instance::start(&broker, "twinflow-a", "5");
+    let mut b = Instance::start(&broker, "twinflow-b", "5");
+    let sensors = ["component_id=\"sensors\""];
+    wait_until("both ingest connections", || {
+        [&a, &b]
+            .iter()
+            .all(|i| i.value("twinflow_mqtt_connected", &sensors) == 1.0)
+    });
+    // A clean stop: b's session, and with it its group membership, stays.
+    assert_eq!(b.stop(), 0);
+    let count = N.to_string();
+    publish(broker.port, &["--count", &count, "--units", "3"]);
+    wait_until("a's share predicted", || predictions(&sub).len() >= N / 2);
+
+    let b = Instance::start(&broker, "twinflow-b", "5");
+    wait_until("every reading predicted", || {
+        predictions(&sub).into_iter().collect::<BTreeSet<_>>().len() == N
+    });
+    // a never took b's share: b's fresh process received it from its session.
+    let received = |i: &Instance| i.value("twinflow_component_received_events_total", &sensors);
+    assert_eq!(received(&a), (N / 2) as f64);
+    assert_eq!(received(&b), (N / 2) as f64);
 }

@@ -96,7 +96,7 @@ fn message_type_mismatch_on_an_edge() {
     assert_error(
         "type_mismatch.yaml",
         9,
-        "Node \"p2\" (predictor) accepts SensorFrame, but its input \"p1\" (predictor) emits Prediction.",
+        "Node \"p2\" (predictor) accepts SensorFrame, but its input \"p1\" (predictor) emits Prediction | Alert.",
     );
 }
 

@@ -263,10 +263,10 @@ def main():
          lambda a: np.column_stack([b.predict(a) for b in boosters]),
          "LightGBM, one booster per output (150 trees, 15 leaves), merged into one TreeEnsembleRegressor")
 
-    forest = RandomForestRegressor(n_estimators=20, max_depth=9, min_samples_leaf=5,
+    forest = RandomForestRegressor(n_estimators=20, max_depth=8, min_samples_leaf=5,
                                    random_state=args.seed, n_jobs=1).fit(xtr, ytr)
     save("forest", to_onnx(forest, initial_types=initial, target_opset=opsets), forest.predict,
-         "RandomForestRegressor (scikit-learn), 20 trees, depth 9, three outputs")
+         "RandomForestRegressor (scikit-learn), 20 trees, depth 8, three outputs")
 
     ref = physics_reference()
     if ref is None:

@@ -65,6 +65,9 @@ pub struct EdgeSpec {
     pub from: String,
     pub capacity: usize,
     pub overflow: Overflow,
+    /// What the edge carries: the receiver's accepted kinds, narrowed by the
+    /// input's `kinds`.
+    pub kinds: crate::pipeline::message::KindSet,
 }
 
 /// One node, as validated.
@@ -162,7 +165,7 @@ pub fn parse_pipeline(
         match parsed {
             Ok(Some(cfg)) => {
                 let mut problems = Vec::new();
-                cfg.validate(&mut problems);
+                cfg.validate_at(base_dir, &mut problems);
                 for p in problems {
                     errors.push(ConfigError::at(
                         node.referenced,

@@ -104,6 +104,10 @@ pub struct InputSpec {
     pub from: String,
     pub capacity: Option<i64>,
     pub overflow: Overflow,
+    /// Only these message types travel on the edge (`SensorFrame`,
+    /// `Prediction`, `DriftReport`, `Alert`, `DeadLetter`); default all the
+    /// receiver accepts.
+    pub kinds: Option<Vec<String>>,
 }
 
 impl<'de> Deserialize<'de> for InputSpec {
@@ -119,6 +123,9 @@ impl<'de> Deserialize<'de> for InputSpec {
             /// What a full edge does: block (default), drop_newest, drop_oldest.
             #[serde(default)]
             overflow: Overflow,
+            /// Message types carried (default: all the receiver accepts).
+            #[serde(default)]
+            kinds: Option<Vec<String>>,
         }
         struct V;
         impl<'de> Visitor<'de> for V {
@@ -131,6 +138,7 @@ impl<'de> Deserialize<'de> for InputSpec {
                     from: v.to_string(),
                     capacity: None,
                     overflow: Overflow::Block,
+                    kinds: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<InputSpec, A::Error> {
@@ -139,6 +147,7 @@ impl<'de> Deserialize<'de> for InputSpec {
                     from: e.from,
                     capacity: e.capacity,
                     overflow: e.overflow,
+                    kinds: e.kinds,
                 })
             }
         }

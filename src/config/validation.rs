@@ -140,6 +140,25 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
                 ));
                 continue;
             }
+            // The input's `kinds` narrow what the edge carries.
+            let mut carried = desc.map(|d| d.accepts).unwrap_or_default();
+            if let Some(kinds) = &spec.kinds {
+                let mut set = crate::pipeline::message::KindSet::EMPTY;
+                for k in kinds {
+                    match MessageKind::from_name(k) {
+                        Some(kind) => set = set.union(crate::pipeline::message::KindSet::of(&[kind])),
+                        None => errors.push(ConfigError::at(
+                            input.referenced,
+                            format!(
+                                "Input \"{}\" for node \"{id}\": unknown message type \"{k}\" (known: {}).",
+                                spec.from,
+                                crate::pipeline::message::KindSet::of(&MessageKind::ALL)
+                            ),
+                        )),
+                    }
+                }
+                carried = carried.intersection(set);
+            }
             match index.get(spec.from.as_str()) {
                 None => errors.push(ConfigError::at(
                     input.referenced,
@@ -151,12 +170,12 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
                 Some(&j) => {
                     if let (Some(from), Some(to)) = (descriptors[j], desc) {
                         // A source given inputs is reported above.
-                        if to.role != Role::Source && !from.emits.intersects(to.accepts) {
+                        if to.role != Role::Source && !from.emits.intersects(carried) {
                             errors.push(ConfigError::at(
                                 input.referenced,
                                 format!(
                                     "Node \"{id}\" ({}) accepts {}, but its input \"{}\" ({}) emits {}.",
-                                    to.type_name, to.accepts, spec.from, from.type_name, from.emits
+                                    to.type_name, carried, spec.from, from.type_name, from.emits
                                 ),
                             ));
                         }
@@ -168,6 +187,7 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
                 from: spec.from.clone(),
                 capacity: cap.max(1) as usize,
                 overflow: spec.overflow,
+                kinds: carried,
             });
         }
     }

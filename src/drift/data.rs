@@ -218,6 +218,13 @@ mod tests {
     }
 
     #[test]
+    fn spreadsheet_exports_with_a_byte_order_mark_load() {
+        let f = file("\u{feff}UCWIT,UCAIT\r\n7.5,25\r\n");
+        let cols = load_columns(f.path(), &names(&["UCWIT"])).unwrap();
+        assert_eq!(cols[0].1, vec![7.5]);
+    }
+
+    #[test]
     fn default_features_are_the_model_inputs_present() {
         let header = names(&["AMBT", "x", "UCWIT", "UCTSP"]);
         assert_eq!(

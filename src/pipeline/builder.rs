@@ -104,7 +104,7 @@ pub fn start(spec: &PipelineSpec, settings: &Settings, metrics: Arc<Metrics>) ->
                 to,
                 e.capacity,
                 e.overflow,
-                node.descriptor.accepts,
+                e.kinds,
                 &mut inboxes,
             );
             outs[from].push(OutEdge {

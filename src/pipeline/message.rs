@@ -420,6 +420,11 @@ impl MessageKind {
         MessageKind::DeadLetter,
     ];
 
+    /// The kind with this name (as in [`MessageKind::name`]).
+    pub fn from_name(name: &str) -> Option<MessageKind> {
+        MessageKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             MessageKind::Frame => "SensorFrame",
@@ -464,6 +469,14 @@ impl KindSet {
 
     pub fn intersects(self, other: KindSet) -> bool {
         self.0 & other.0 != 0
+    }
+
+    pub fn union(self, other: KindSet) -> KindSet {
+        KindSet(self.0 | other.0)
+    }
+
+    pub fn intersection(self, other: KindSet) -> KindSet {
+        KindSet(self.0 & other.0)
     }
 
     pub fn is_empty(self) -> bool {

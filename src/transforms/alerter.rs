@@ -148,7 +148,10 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub bearer_token_env: Option<String>,
     /// Per request.
-    #[serde(default = "default_webhook_timeout", deserialize_with = "duration::deserialize")]
+    #[serde(
+        default = "default_webhook_timeout",
+        deserialize_with = "duration::deserialize"
+    )]
     pub timeout: Duration,
     /// Attempts after the first, with doubling delays from 500 ms.
     #[serde(default = "default_retries")]
@@ -157,7 +160,10 @@ pub struct WebhookConfig {
     #[serde(default = "default_webhook_queue")]
     pub queue: usize,
     /// At shutdown, how long to keep delivering what is queued.
-    #[serde(default = "default_webhook_flush", deserialize_with = "duration::deserialize")]
+    #[serde(
+        default = "default_webhook_flush",
+        deserialize_with = "duration::deserialize"
+    )]
     pub flush_timeout: Duration,
 }
 
@@ -185,9 +191,16 @@ pub struct AlerterConfig {
     /// Default: INPUT_OUT_OF_RANGE and PREDICTION_RESIDUAL resolve after 10 min.
     #[serde(default = "default_codes")]
     pub codes: HashMap<String, CodePolicy>,
-    /// Turn drift reports into DRIFT_DETECTED alerts (default true).
-    #[serde(default = "yes")]
+    /// Turn drift reports into DRIFT_DETECTED alerts. Default false: the
+    /// `drift_monitor` emits DRIFT_DETECTED events itself, debounced; use
+    /// this for reports from elsewhere.
+    #[serde(default)]
     pub drift_alerts: bool,
+    /// Announce an alert again when it escalates to a higher severity (it
+    /// is then announced on the higher severity's topic). Default false: one
+    /// message when something goes wrong, one when it clears.
+    #[serde(default)]
+    pub announce_escalations: bool,
     /// Announce an active alert again this often; default never.
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub renotify_every: Option<Duration>,
@@ -198,10 +211,6 @@ pub struct AlerterConfig {
     pub state_file: Option<PathBuf>,
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_codes() -> HashMap<String, CodePolicy> {
@@ -242,7 +251,11 @@ impl ComponentConfig for AlerterConfig {
                     "rule \"{}\": unknown field \"{}\" for {} messages",
                     r.name,
                     r.field,
-                    if r.source == RuleSource::Frame { "frame" } else { "prediction" }
+                    if r.source == RuleSource::Frame {
+                        "frame"
+                    } else {
+                        "prediction"
+                    }
                 ));
             }
         }
@@ -254,7 +267,10 @@ impl ComponentConfig for AlerterConfig {
         }
         if let Some(w) = &self.webhook {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                problems.push(format!("webhook.url \"{}\" must be http:// or https://", w.url));
+                problems.push(format!(
+                    "webhook.url \"{}\" must be http:// or https://",
+                    w.url
+                ));
             }
             if w.queue == 0 || w.timeout.is_zero() {
                 problems.push("webhook.queue and webhook.timeout must be positive".into());
@@ -273,7 +289,12 @@ impl ComponentConfig for AlerterConfig {
             rules: self
                 .rules
                 .iter()
-                .map(|r| (r.clone(), field_reader(r.source, &r.field).expect("validated")))
+                .map(|r| {
+                    (
+                        r.clone(),
+                        field_reader(r.source, &r.field).expect("validated"),
+                    )
+                })
                 .collect(),
             rule_state: HashMap::new(),
             active: HashMap::new(),
@@ -401,17 +422,18 @@ impl Alerter {
             }
         };
         let p: Persisted = serde_json::from_str(&text).map_err(|e| {
-            ComponentError::new("state", format!("{} is not an alert state file: {e}", path.display()))
+            ComponentError::new(
+                "state",
+                format!("{} is not an alert state file: {e}", path.display()),
+            )
         })?;
         let now = Instant::now();
         for (alert, announced) in p.active {
             // A rule's alert that was on is on again: the next value either
             // keeps it (no new announcement) or resolves it.
-            if let Some(i) = self
-                .rules
-                .iter()
-                .position(|(r, _)| alert.code == "THRESHOLD" && alert.key.as_deref() == Some(&r.name))
-            {
+            if let Some(i) = self.rules.iter().position(|(r, _)| {
+                alert.code == "THRESHOLD" && alert.key.as_deref() == Some(&r.name)
+            }) {
                 if let Some(u) = &alert.unit {
                     self.rule_state.insert((i, u.clone()), Phase::Firing);
                 }
@@ -504,8 +526,9 @@ impl Alerter {
         let now = Instant::now();
         if let Some(active) = self.active.get_mut(&k) {
             active.last_seen = now;
-            // Escalation is news; the same condition again is not.
-            if alert.severity > active.alert.severity {
+            // The same condition again is not news; an escalation is, if
+            // the operator asked for it.
+            if self.cfg.announce_escalations && alert.severity > active.alert.severity {
                 active.alert.severity = alert.severity;
                 active.alert.message = alert.message.clone();
                 active.last_notified = now;
@@ -627,7 +650,11 @@ impl Alerter {
         };
         for i in 0..self.rules.len() {
             let (rule, read) = &self.rules[i];
-            if rule.units.as_ref().is_some_and(|us| !us.iter().any(|u| **u == *unit)) {
+            if rule
+                .units
+                .as_ref()
+                .is_some_and(|us| !us.iter().any(|u| **u == *unit))
+            {
                 continue;
             }
             let Some(v) = read(m).filter(|v| v.is_finite()) else {
@@ -659,7 +686,11 @@ impl Alerter {
             match (phase, next) {
                 (_, Phase::Firing) => {
                     let limit = rule.above.or(rule.below).unwrap_or_default();
-                    let dir = if rule.above.is_some() { "above" } else { "below" };
+                    let dir = if rule.above.is_some() {
+                        "above"
+                    } else {
+                        "below"
+                    };
                     let mut a = Alert::event(
                         "THRESHOLD",
                         rule.severity,
@@ -678,7 +709,11 @@ impl Alerter {
                     self.raise(a, out);
                 }
                 (Phase::Firing, Phase::Normal) => {
-                    let k = ("THRESHOLD".to_string(), Some(unit.clone()), Some(rule.name.clone()));
+                    let k = (
+                        "THRESHOLD".to_string(),
+                        Some(unit.clone()),
+                        Some(rule.name.clone()),
+                    );
                     self.resolve(&k, ts, &format!("{} = {v:.2}", rule.field), out);
                 }
                 _ => {}
@@ -779,7 +814,10 @@ impl Webhook {
     fn start(cfg: &WebhookConfig, ctx: &BuildContext) -> Result<Webhook, ComponentError> {
         let token = match &cfg.bearer_token_env {
             Some(var) => Some(std::env::var(var).map_err(|_| {
-                ComponentError::new("config", format!("webhook.bearer_token_env {var} is not set"))
+                ComponentError::new(
+                    "config",
+                    format!("webhook.bearer_token_env {var} is not set"),
+                )
             })?),
             None => None,
         };
@@ -791,9 +829,18 @@ impl Webhook {
         let url = cfg.url.clone();
         let retries = cfg.retries;
         let id = ctx.id.clone();
-        let delivered = ctx.metrics.webhook_deliveries.with_label_values(&[&ctx.id, "delivered"]);
-        let failed = ctx.metrics.webhook_deliveries.with_label_values(&[&ctx.id, "failed"]);
-        let dropped = ctx.metrics.webhook_deliveries.with_label_values(&[&ctx.id, "dropped"]);
+        let delivered = ctx
+            .metrics
+            .webhook_deliveries
+            .with_label_values(&[&ctx.id, "delivered"]);
+        let failed = ctx
+            .metrics
+            .webhook_deliveries
+            .with_label_values(&[&ctx.id, "failed"]);
+        let dropped = ctx
+            .metrics
+            .webhook_deliveries
+            .with_label_values(&[&ctx.id, "dropped"]);
         let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let busy = in_flight.clone();
         tokio::spawn(async move {
@@ -947,13 +994,23 @@ mod tests {
     async fn events_are_deduplicated_and_rate_limited() {
         let mut a = build("rate_limit: {max: 2, per: 1h}\n");
         let ev = |unit: &str, state| {
-            let mut e = Alert::event("DEVICE_OFFLINE", Severity::Error, Some(unit.into()), "down", Utc::now());
+            let mut e = Alert::event(
+                "DEVICE_OFFLINE",
+                Severity::Error,
+                Some(unit.into()),
+                "down",
+                Utc::now(),
+            );
             e.state = state;
             Arc::new(Message::Alert(e))
         };
         let out = feed(
             &mut a,
-            &[ev("u", AlertState::Firing), ev("u", AlertState::Firing), ev("u", AlertState::Firing)],
+            &[
+                ev("u", AlertState::Firing),
+                ev("u", AlertState::Firing),
+                ev("u", AlertState::Firing),
+            ],
         )
         .await;
         assert_eq!(out.len(), 1, "the same event again is not news");
@@ -966,7 +1023,11 @@ mod tests {
         let out = feed(&mut a, &msgs).await;
         let firing = out.iter().filter(|a| a.state == AlertState::Firing).count();
         assert_eq!(firing, 1, "one more within the limit of 2 per hour");
-        assert_eq!(out.len(), 3, "resolutions of silent alerts stay silent: {out:?}");
+        assert_eq!(
+            out.len(),
+            3,
+            "resolutions of silent alerts stay silent: {out:?}"
+        );
     }
 
     #[tokio::test]
@@ -979,7 +1040,9 @@ mod tests {
         drop(a);
         // Restarted: still hot, no new announcement; cools down: resolved.
         let mut a = build(&yaml);
-        assert!(feed(&mut a, &[pred("u", 120, 23.0), pred("u", 180, 23.0)]).await.is_empty());
+        assert!(feed(&mut a, &[pred("u", 120, 23.0), pred("u", 180, 23.0)])
+            .await
+            .is_empty());
         let out = feed(&mut a, &[pred("u", 240, 20.0)]).await;
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].state, AlertState::Resolved);
