@@ -96,6 +96,7 @@ async fn drop_policies_discard_and_count_instead_of_blocking() {
             from: "src".into(),
             capacity: 4,
             overflow,
+            kinds: SINK.accepts,
         }];
         let s = spec(
             vec![node("src", SOURCE, &[], 4, Arc::new(src)), sink_node],

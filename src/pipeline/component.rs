@@ -134,6 +134,12 @@ impl Emitter {
         self.dead.push((dl, self.current_ack.clone()));
     }
 
+    /// What has been emitted and not yet delivered, in order: for tests and
+    /// benchmarks that drive a processor without a runner.
+    pub fn emitted(&self) -> impl Iterator<Item = &Message> {
+        self.out.iter().map(|e| &*e.msg)
+    }
+
     /// In [`Processor::process_batch`]: what is emitted from here on is
     /// made from `env`, and carries its acknowledgement token.
     pub fn begin(&mut self, env: &Envelope) {
