@@ -232,3 +232,12 @@ fn every_shipped_pipeline_is_valid() {
     }
     assert!(checked >= 2, "the demo and the MQTT pipeline at least");
 }
+
+#[test]
+fn edge_kinds_must_exist_and_match_the_sender() {
+    let err = assert_error("bad_kinds.yaml", 7, "unknown message type \"Telegram\"");
+    assert!(
+        err.contains("Node \"out\" (log) accepts Prediction, but its input \"sim\" (simulator) emits SensorFrame."),
+        "{err}"
+    );
+}
