@@ -40,6 +40,24 @@ enum Command {
     },
     /// Run simulated unit coolers standalone and write what their sensors read.
     Simulate(SimulateArgs),
+    /// Offline drift report: compare a current CSV with a reference CSV.
+    Drift {
+        /// CSV of the reference period (e.g. the training data).
+        #[arg(long)]
+        reference: PathBuf,
+        /// CSV of the period to check.
+        #[arg(long)]
+        current: PathBuf,
+        /// `table` (default) or `json` (the DriftReport).
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Columns to compare (comma-separated or repeated); default the model inputs present.
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
+        features: Option<Vec<String>>,
+        /// Status rule: `effect_size` (default) or `original`.
+        #[arg(long, default_value = "effect_size")]
+        rule: String,
+    },
 }
 
 /// Outputs are opt-in flags so that more (a BACnet/IP device, MQTT) can sit
@@ -111,6 +129,41 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Simulate(a) => simulate(a),
+        Command::Drift {
+            reference,
+            current,
+            format,
+            features,
+            rule,
+        } => {
+            let parsed = format
+                .parse()
+                .and_then(|format| rule.parse().map(|rule| (format, rule)));
+            let (format, rule) = match parsed {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("twinflow drift: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let args = twinflow::drift::cli::DriftArgs {
+                reference,
+                current,
+                format,
+                features,
+                rule,
+            };
+            match twinflow::drift::cli::run_drift_command(args) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("twinflow drift: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         Command::Validate { pipeline } => match load_pipeline(&pipeline) {
             Ok(spec) => {
                 let edges: usize = spec.nodes.iter().map(|n| n.inputs.len()).sum();
