@@ -96,6 +96,8 @@ pub fn start(
     view: Arc<PipelineView>,
     routes: Vec<crate::pipeline::component::HttpRoutes>,
 ) -> std::io::Result<Server> {
+    // Shared with the components' routes too (the API's pipeline view).
+    let view_data = web::Data::from(view.clone());
     let state = web::Data::new(State {
         view,
         started: Instant::now(),
@@ -104,6 +106,7 @@ pub fn start(
         let routes = routes.clone();
         App::new()
             .app_data(state.clone())
+            .app_data(view_data.clone())
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
             .route("/metrics", web::get().to(metrics))

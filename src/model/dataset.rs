@@ -16,7 +16,17 @@ use crate::sources::simulator::{self, SimulatorConfig};
 
 /// Columns of the training CSV, in order.
 pub const CSV_COLUMNS: [&str; 12] = [
-    "ts", "unit", "UCWIT", "UCAIT", "UCWF", "UCAIH", "AMBT", "UCTSP", "UCAOT", "UCWOT", "UCAF",
+    "ts",
+    "unit",
+    "UCWIT",
+    "UCAIT",
+    "UCWF",
+    "UCAIH",
+    "AMBT",
+    "UCTSP",
+    "UCAOT",
+    "UCWOT",
+    "UCAF",
     "Q_thermal",
 ];
 

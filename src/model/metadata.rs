@@ -304,7 +304,8 @@ pub(crate) mod tests {
 
     #[test]
     fn refuses_each_kind_of_misfit_with_a_reason() {
-        let cases: Vec<(Box<dyn Fn(&mut ModelMetadata)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut ModelMetadata)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|m| m.inputs.truncate(5)), "six features"),
             (Box::new(|m| m.inputs[2].name = "FLOW".into()), "\"FLOW\""),
             (Box::new(|m| m.inputs[2].unit = "L/h".into()), "\"L/h\""),

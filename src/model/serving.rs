@@ -170,16 +170,14 @@ impl LoadedModel {
             self.rows.extend_from_slice(&self.binding.model_row(r));
         }
         match &mut self.eval {
-            Evaluator::Onnx(m) => m.predict(&self.rows, &mut self.raw).map_err(|e| e.to_string())?,
+            Evaluator::Onnx(m) => m
+                .predict(&self.rows, &mut self.raw)
+                .map_err(|e| e.to_string())?,
             Evaluator::Trees(t) => t.predict(&self.rows, &mut self.raw),
         }
         let k = self.binding.n_outputs;
         let [a, w, f, q] = self.binding.outputs;
-        let (a, w, f) = (
-            a.expect("bound"),
-            w.expect("bound"),
-            f.expect("bound"),
-        );
+        let (a, w, f) = (a.expect("bound"), w.expect("bound"), f.expect("bound"));
         for (x, y) in rows.iter().zip(self.raw.chunks_exact(k)) {
             let ucwot = y[w];
             out.push(Outputs4 {

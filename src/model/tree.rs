@@ -135,16 +135,18 @@ impl<'a> Attrs<'a> {
         self.0.get(name).map(|a| a.s.as_slice())
     }
     fn strings(&self, name: &str) -> &'a [Vec<u8>] {
-        self.0.get(name).map(|a| a.strings.as_slice()).unwrap_or(&[])
+        self.0
+            .get(name)
+            .map(|a| a.strings.as_slice())
+            .unwrap_or(&[])
     }
     /// A real-valued attribute given either as floats or as a double tensor
     /// (`<name>_as_tensor`); the flag says which.
     fn reals(&self, name: &str) -> Result<(Vec<f64>, Precision), String> {
         if let Some(t) = self.0.get(format!("{name}_as_tensor").as_str()) {
-            let t = t
-                .t
-                .as_ref()
-                .ok_or_else(|| format!("attribute {name}_as_tensor has no tensor"))?;
+            let t =
+                t.t.as_ref()
+                    .ok_or_else(|| format!("attribute {name}_as_tensor has no tensor"))?;
             return Ok((tensor_reals(t)?, Precision::F64));
         }
         let v = self
@@ -172,7 +174,9 @@ fn tensor_reals(t: &TensorProto) -> Result<Vec<f64>, String> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)
             .collect()),
-        other => Err(format!("tensor of element type {other}: expected float or double")),
+        other => Err(format!(
+            "tensor of element type {other}: expected float or double"
+        )),
     }
 }
 
@@ -244,7 +248,10 @@ impl Ensemble {
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
             let mode = mode_of(&modes[i]).ok_or_else(|| {
-                format!("node mode {} is unknown", String::from_utf8_lossy(&modes[i]))
+                format!(
+                    "node mode {} is unknown",
+                    String::from_utf8_lossy(&modes[i])
+                )
             })?;
             let child = |id: i64| -> Result<u32, String> {
                 index.get(&(tree_ids[i], id)).copied().ok_or_else(|| {
@@ -319,10 +326,7 @@ impl Ensemble {
                 ));
             }
             if t_ids[k] < 0 || t_ids[k] as usize >= n_targets {
-                return Err(format!(
-                    "target id {} is outside 0..{n_targets}",
-                    t_ids[k]
-                ));
+                return Err(format!("target id {} is outside 0..{n_targets}", t_ids[k]));
             }
             per_leaf[i as usize].push((t_ids[k] as u32, precision.round(t_weights[k])));
         }
@@ -884,7 +888,10 @@ mod tests {
         let mut p = stumps("SUM");
         p.graph.as_mut().unwrap().node[0].op_type = "LinearRegressor".into();
         let e = TreeModel::from_proto(&p).unwrap_err();
-        assert!(e.contains("LinearRegressor") && e.contains("kind: onnx"), "{e}");
+        assert!(
+            e.contains("LinearRegressor") && e.contains("kind: onnx"),
+            "{e}"
+        );
 
         let mut p = stumps("SUM");
         for a in &mut p.graph.as_mut().unwrap().node[0].attribute {

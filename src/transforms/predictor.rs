@@ -236,7 +236,11 @@ impl ModelControl {
     /// Loads a model of the node's kind from other files and queues it; the
     /// node serves from these files from then on (its watch follows them,
     /// and a restart loads them).
-    pub fn load_from(&self, model: PathBuf, metadata: Option<PathBuf>) -> Result<String, ModelError> {
+    pub fn load_from(
+        &self,
+        model: PathBuf,
+        metadata: Option<PathBuf>,
+    ) -> Result<String, ModelError> {
         let kind = lock(&self.0.files)
             .as_ref()
             .map(|f| f.kind)
@@ -480,9 +484,7 @@ impl Predictor {
         // exported with stale values forever.
         for unit in self.gauges.keys() {
             for o in OUTPUT_NAMES {
-                let _ = self
-                    .prediction_gauge
-                    .remove_label_values(&[unit, o, &old]);
+                let _ = self.prediction_gauge.remove_label_values(&[unit, o, &old]);
             }
         }
         self.gauges.clear();
@@ -634,7 +636,10 @@ impl Predictor {
             MODEL_SWAPPED,
             Severity::Info,
             None,
-            format!("predictor {}: model {old} replaced by {}", self.id, self.label),
+            format!(
+                "predictor {}: model {old} replaced by {}",
+                self.id, self.label
+            ),
             Utc::now(),
         );
         a.details = json!({"from": &*old, "to": &*self.label, "component": &*self.id});
@@ -777,9 +782,7 @@ impl Predictor {
             ucaot: f.ucaot.map(|m| m - y.ucaot),
             ucwot: f.ucwot.map(|m| m - y.ucwot),
             ucaf: f.ucaf.map(|m| m - y.ucaf),
-            q_thermal: f
-                .ucwot
-                .map(|m| q_thermal(f.ucwit, m, f.ucwf) - y.q_thermal),
+            q_thermal: f.ucwot.map(|m| q_thermal(f.ucwit, m, f.ucwf) - y.q_thermal),
         };
         let g = self.gauges.entry(f.unit.clone()).or_insert_with(|| {
             OUTPUT_NAMES.map(|o| {
@@ -908,9 +911,7 @@ impl Processor for Predictor {
         msg: &Arc<Message>,
         out: &mut Emitter,
     ) -> Result<(), ComponentError> {
-        self.run(&[&**msg], out, |_, _| {})
-            .pop()
-            .unwrap_or(Ok(()))
+        self.run(&[&**msg], out, |_, _| {}).pop().unwrap_or(Ok(()))
     }
 
     fn batched(&self) -> bool {
@@ -1049,7 +1050,10 @@ mod tests {
         assert_eq!(a[0].code, INPUT_OUT_OF_RANGE);
         assert_eq!(a[0].severity, Severity::Warning);
         assert_eq!(a[0].details["features"][0]["feature"], "UCWF");
-        assert_eq!(a[0].details["features"][0]["reason"], "physically_impossible");
+        assert_eq!(
+            a[0].details["features"][0]["reason"],
+            "physically_impossible"
+        );
         assert_eq!(a[0].details["features"][0]["value"], -3.0);
         // Back in range: resolved, and predicted again.
         em.out.clear();
@@ -1124,7 +1128,9 @@ mod tests {
             "reload_check_ms": 0
         }))
         .unwrap();
-        assert!(matches!(p.model, ModelConfig::TreeEnsemble(ref f) if f.path == Path::new("m.onnx")));
+        assert!(
+            matches!(p.model, ModelConfig::TreeEnsemble(ref f) if f.path == Path::new("m.onnx"))
+        );
         assert_eq!(p.on_out_of_range, OutOfRangePolicy::Clamp);
         let e = serde_json::from_value::<PredictorConfig>(json!({
             "model": {"kind": "onnx", "path": "m.onnx", "bogus": 1}

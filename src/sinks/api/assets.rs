@@ -67,7 +67,13 @@ mod tests {
     fn nothing_is_loaded_from_elsewhere() {
         for a in &ASSETS {
             let text = String::from_utf8_lossy(a.body);
-            for bad in ["http://", "https://", "//cdn", "@import", "fonts.googleapis"] {
+            for bad in [
+                "http://",
+                "https://",
+                "//cdn",
+                "@import",
+                "fonts.googleapis",
+            ] {
                 // The SVG namespace is an identifier, not a download.
                 let hits = text
                     .match_indices(bad)

@@ -116,9 +116,7 @@ impl ApiConfig {
     /// must not leave the API open.
     pub(crate) fn auth_token(&self, base_dir: &Path) -> Result<Option<String>, String> {
         match (&self.auth_token_env, &self.auth_token_file) {
-            (Some(_), Some(_)) => {
-                Err("give auth_token_env or auth_token_file, not both".into())
-            }
+            (Some(_), Some(_)) => Err("give auth_token_env or auth_token_file, not both".into()),
             (Some(var), None) => match std::env::var(var) {
                 Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
                 _ => Err(format!(
@@ -131,9 +129,8 @@ impl ApiConfig {
                 } else {
                     base_dir.join(file)
                 };
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    format!("auth_token_file: cannot read {}: {e}", path.display())
-                })?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("auth_token_file: cannot read {}: {e}", path.display()))?;
                 match text.lines().next().map(str::trim) {
                     Some(t) if !t.is_empty() => Ok(Some(t.to_string())),
                     _ => Err(format!(
@@ -176,7 +173,9 @@ mod tests {
         let mut p = Vec::new();
         c.check(Path::new("."), &mut p);
         assert_eq!(p.len(), 5, "{p:?}");
-        assert!(p.iter().any(|m| m.contains("TWINFLOW_TEST_SURELY_UNSET_VAR")));
+        assert!(p
+            .iter()
+            .any(|m| m.contains("TWINFLOW_TEST_SURELY_UNSET_VAR")));
     }
 
     #[test]

@@ -86,7 +86,10 @@ impl ComponentConfig for ApiConfig {
         let _ = state.dead_letter.set(ctx.spec.dead_letter.clone());
         let model = predict::PredictModel::resolve(self.predictor.as_deref(), ctx.spec);
         if let predict::PredictModel::Unavailable(why) = &model {
-            tracing::warn!(component_id = ctx.id, "POST /predict will answer 503: {why}");
+            tracing::warn!(
+                component_id = ctx.id,
+                "POST /predict will answer 503: {why}"
+            );
         }
         // Validation read the token already; reading it again here keeps
         // the config inert. A failure now (the file vanished) must not open
@@ -222,11 +225,27 @@ pub static ENDPOINTS: &[Endpoint] = &[
         params: &[],
         request: Some("SensorInput"),
         answers: &[
-            json(200, "The prediction (the contract's Prediction, plus `coil` for the physics model).", "PredictAnswer"),
+            json(
+                200,
+                "The prediction (the contract's Prediction, plus `coil` for the physics model).",
+                "PredictAnswer",
+            ),
             json(400, "The body is not JSON.", "Error"),
-            json(401, "A token is configured and the request lacks it.", "Error"),
-            Answer { status: 413, description: "The body is larger than `max_body_bytes`.", body: None },
-            json(422, "Some fields are missing, not numbers, or out of range: one error per field.", "FieldErrors"),
+            json(
+                401,
+                "A token is configured and the request lacks it.",
+                "Error",
+            ),
+            Answer {
+                status: 413,
+                description: "The body is larger than `max_body_bytes`.",
+                body: None,
+            },
+            json(
+                422,
+                "Some fields are missing, not numbers, or out of range: one error per field.",
+                "FieldErrors",
+            ),
             json(503, "No usable predictor in this pipeline.", "Error"),
         ],
         dashboard: false,
@@ -292,16 +311,45 @@ pub static ENDPOINTS: &[Endpoint] = &[
         description: "Rows from the bounded in-memory history (`history_per_unit` per unit), \
                       ordered by time; `format=csv` for a CSV file with the same columns.",
         params: &[
-            Param { name: "unit", description: "Unit id; all units when absent.", kind: "string", values: &[] },
-            Param { name: "from", description: "Earliest timestamp, RFC 3339 (inclusive).", kind: "date-time", values: &[] },
-            Param { name: "to", description: "Latest timestamp, RFC 3339 (inclusive).", kind: "date-time", values: &[] },
-            Param { name: "format", description: "`json` (default) or `csv`.", kind: "string", values: &["json", "csv"] },
-            Param { name: "max_points", description: "Thin the rows evenly to at most this many (charts).", kind: "integer", values: &[] },
+            Param {
+                name: "unit",
+                description: "Unit id; all units when absent.",
+                kind: "string",
+                values: &[],
+            },
+            Param {
+                name: "from",
+                description: "Earliest timestamp, RFC 3339 (inclusive).",
+                kind: "date-time",
+                values: &[],
+            },
+            Param {
+                name: "to",
+                description: "Latest timestamp, RFC 3339 (inclusive).",
+                kind: "date-time",
+                values: &[],
+            },
+            Param {
+                name: "format",
+                description: "`json` (default) or `csv`.",
+                kind: "string",
+                values: &["json", "csv"],
+            },
+            Param {
+                name: "max_points",
+                description: "Thin the rows evenly to at most this many (charts).",
+                kind: "integer",
+                values: &[],
+            },
         ],
         request: None,
         answers: &[
             json(200, "The rows.", "History"),
-            Answer { status: 200, description: "CSV with `format=csv`.", body: Some(("text/csv", "text")) },
+            Answer {
+                status: 200,
+                description: "CSV with `format=csv`.",
+                body: Some(("text/csv", "text")),
+            },
             ERR_400,
             json(404, "No such unit.", "Error"),
         ],
@@ -318,12 +366,26 @@ pub static ENDPOINTS: &[Endpoint] = &[
                       behind skips ahead and gets a `lagged` event with the number skipped; \
                       the pipeline never waits for a client.",
         params: &[
-            Param { name: "unit", description: "Only events about this unit.", kind: "string", values: &[] },
-            Param { name: "types", description: "Comma-separated event types (default all).", kind: "string", values: &[] },
+            Param {
+                name: "unit",
+                description: "Only events about this unit.",
+                kind: "string",
+                values: &[],
+            },
+            Param {
+                name: "types",
+                description: "Comma-separated event types (default all).",
+                kind: "string",
+                values: &[],
+            },
         ],
         request: None,
         answers: &[
-            Answer { status: 200, description: "The event stream.", body: Some(("text/event-stream", "text")) },
+            Answer {
+                status: 200,
+                description: "The event stream.",
+                body: Some(("text/event-stream", "text")),
+            },
             ERR_400,
         ],
         dashboard: false,
@@ -349,7 +411,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
         description: "A single page, every asset embedded in the binary.",
         params: &[],
         request: None,
-        answers: &[Answer { status: 200, description: "HTML.", body: Some(("text/html", "text")) }],
+        answers: &[Answer {
+            status: 200,
+            description: "HTML.",
+            body: Some(("text/html", "text")),
+        }],
         dashboard: true,
         mount: Some(|r| r.route(web::get().to(routes::dashboard))),
     },
@@ -362,8 +428,16 @@ pub static ENDPOINTS: &[Endpoint] = &[
         params: &[],
         request: None,
         answers: &[
-            Answer { status: 200, description: "The file.", body: None },
-            Answer { status: 304, description: "Unchanged (If-None-Match).", body: None },
+            Answer {
+                status: 200,
+                description: "The file.",
+                body: None,
+            },
+            Answer {
+                status: 304,
+                description: "Unchanged (If-None-Match).",
+                body: None,
+            },
             json(404, "No such asset.", "Error"),
         ],
         dashboard: true,
@@ -377,7 +451,10 @@ pub static ENDPOINTS: &[Endpoint] = &[
         description: "Served by the engine.",
         params: &[],
         request: None,
-        answers: &[json(200, "ok or degraded.", "Health"), json(503, "failing.", "Health")],
+        answers: &[
+            json(200, "ok or degraded.", "Health"),
+            json(503, "failing.", "Health"),
+        ],
         dashboard: false,
         mount: None,
     },
@@ -389,7 +466,10 @@ pub static ENDPOINTS: &[Endpoint] = &[
         description: "Served by the engine.",
         params: &[],
         request: None,
-        answers: &[json(200, "Ready.", "Ready"), json(503, "Not ready, or failed.", "Ready")],
+        answers: &[
+            json(200, "Ready.", "Ready"),
+            json(503, "Not ready, or failed.", "Ready"),
+        ],
         dashboard: false,
         mount: None,
     },
@@ -401,7 +481,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
         description: "Served by the engine, in the Prometheus text format.",
         params: &[],
         request: None,
-        answers: &[Answer { status: 200, description: "The metrics.", body: Some(("text/plain", "text")) }],
+        answers: &[Answer {
+            status: 200,
+            description: "The metrics.",
+            body: Some(("text/plain", "text")),
+        }],
         dashboard: false,
         mount: None,
     },

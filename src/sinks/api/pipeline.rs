@@ -23,7 +23,7 @@ impl Counters {
     fn gather(view: &PipelineView) -> Counters {
         let mut m = HashMap::new();
         for fam in view.metrics.registry().gather() {
-            let name = fam.get_name();
+            let name = fam.name();
             if !name.starts_with("twinflow_component_")
                 && name != "twinflow_dead_letters_total"
                 && name != "twinflow_channel_discarded_events_total"
@@ -31,8 +31,11 @@ impl Counters {
                 continue;
             }
             for s in fam.get_metric() {
-                let labels: Vec<String> =
-                    s.get_label().iter().map(|l| l.get_value().to_string()).collect();
+                let labels: Vec<String> = s
+                    .get_label()
+                    .iter()
+                    .map(|l| l.value().to_string())
+                    .collect();
                 let v = s.get_counter().get_value() + s.get_gauge().get_value();
                 *m.entry((name.to_string(), labels)).or_insert(0.0) += v;
             }
@@ -51,7 +54,7 @@ impl Counters {
     }
 }
 
-pub fn pipeline_json(api: &Api, view: &PipelineView) -> Value {
+pub(super) fn pipeline_json(api: &Api, view: &PipelineView) -> Value {
     // Depths first: the gauges Prometheus reads are refreshed by the same
     // call, so the two never disagree for long.
     view.update_gauges();
@@ -93,15 +96,19 @@ pub fn pipeline_json(api: &Api, view: &PipelineView) -> Value {
         view.nodes
             .iter()
             .find(|n| &*n.id == id)
-            .map(|n| c.sum("twinflow_component_sent_events_total", &[id, n.role.as_str(), n.type_name]))
+            .map(|n| {
+                c.sum(
+                    "twinflow_component_sent_events_total",
+                    &[id, n.role.as_str(), n.type_name],
+                )
+            })
             .unwrap_or(0)
     };
     let edges: Vec<Value> = view
         .edges
         .iter()
         .map(|e| {
-            let is_dead_letter =
-                dead_letter.as_deref() == Some(&*e.to) && is_implicit(view, e);
+            let is_dead_letter = dead_letter.as_deref() == Some(&*e.to) && is_implicit(view, e);
             let (messages, rate) = if is_dead_letter {
                 (c.sum("twinflow_dead_letters_total", &[&*e.from]), None)
             } else {

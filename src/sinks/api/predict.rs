@@ -20,8 +20,7 @@ use crate::model::dataset::q_thermal;
 use crate::model::physics::{self, CoilInputs, CoilState, PhysicsError, PhysicsParams};
 use crate::model::serving::{FileKind, LoadedModel, ModelFiles, Outputs4};
 use crate::pipeline::message::{
-    FlagReason, InputFlag, Inputs, Measured, Outputs, Prediction, INPUT_FEATURES,
-    OUTPUT_FEATURES,
+    FlagReason, InputFlag, Inputs, Measured, Outputs, Prediction, INPUT_FEATURES, OUTPUT_FEATURES,
 };
 use crate::transforms::predictor::{ModelConfig, ModelControl, PredictorConfig};
 
@@ -75,12 +74,17 @@ fn number(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<f64> {
     match v.as_f64() {
         Some(x) if x.is_finite() => Some(x),
         Some(x) => {
-            errors.push(FieldError::new(field, format!("must be a finite number, got {x}")));
+            errors.push(FieldError::new(
+                field,
+                format!("must be a finite number, got {x}"),
+            ));
             None
         }
         None => {
             let hint = match v {
-                Value::String(s) => format!(" ({s:?}: numbers are not quoted; NaN is not a reading)"),
+                Value::String(s) => {
+                    format!(" ({s:?}: numbers are not quoted; NaN is not a reading)")
+                }
                 _ => String::new(),
             };
             errors.push(FieldError::new(
@@ -131,7 +135,10 @@ pub fn parse_request(body: &[u8]) -> Result<PredictRequest, Rejection> {
         Some(v) => {
             errors.push(FieldError::new(
                 "unit",
-                format!("must be a unit id (1 to 128 characters), got {}", kind_of(v)),
+                format!(
+                    "must be a unit id (1 to 128 characters), got {}",
+                    kind_of(v)
+                ),
             ));
             None
         }
@@ -141,7 +148,10 @@ pub fn parse_request(body: &[u8]) -> Result<PredictRequest, Rejection> {
         Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
             Ok(t) => Some(t.with_timezone(&Utc)),
             Err(e) => {
-                errors.push(FieldError::new("ts", format!("must be an RFC 3339 time: {e}")));
+                errors.push(FieldError::new(
+                    "ts",
+                    format!("must be an RFC 3339 time: {e}"),
+                ));
                 None
             }
         },
@@ -180,7 +190,10 @@ pub fn parse_request(body: &[u8]) -> Result<PredictRequest, Rejection> {
         {
             let i = INPUT_FEATURES.iter().position(|f| *f == field);
             if i.is_some_and(|i| present[i]) {
-                errors.push(FieldError::new(field, format!("{value} is out of range: {reason}")));
+                errors.push(FieldError::new(
+                    field,
+                    format!("{value} is out of range: {reason}"),
+                ));
             }
         }
     }
@@ -268,8 +281,7 @@ impl PredictModel {
             }
             (None, []) => {
                 return PredictModel::Unavailable(
-                    "this pipeline has no predictor node (set `predictor:` on the api node)"
-                        .into(),
+                    "this pipeline has no predictor node (set `predictor:` on the api node)".into(),
                 )
             }
             (None, _) => {
@@ -386,8 +398,11 @@ impl FileModel {
         let serving = self.control.current();
         let stale = match &*slot {
             None => true,
-            Some(s) => serving.is_some() && serving.as_deref() != Some(&*s.model.label)
-                && s.followed != serving,
+            Some(s) => {
+                serving.is_some()
+                    && serving.as_deref() != Some(&*s.model.label)
+                    && s.followed != serving
+            }
         };
         if stale {
             match LoadedModel::load(&self.files) {
@@ -461,8 +476,14 @@ mod tests {
                 "ts":"yesterday"}"#,
         );
         let names: Vec<&str> = f.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(names, ["UCWIT", "UCAIT", "UCWF", "UCAIH", "AMBT", "ts", "FOO"]);
-        assert!(f[0].message.contains("must be a number, got a string"), "{f:?}");
+        assert_eq!(
+            names,
+            ["UCWIT", "UCAIT", "UCWF", "UCAIH", "AMBT", "ts", "FOO"]
+        );
+        assert!(
+            f[0].message.contains("must be a number, got a string"),
+            "{f:?}"
+        );
         assert_eq!(f[1].message, "is required");
         assert!(f[2].message.contains("out of range"), "{f:?}");
         assert!(f[3].message.contains("got null"), "{f:?}");
@@ -470,7 +491,10 @@ mod tests {
 
     #[test]
     fn not_json_is_a_syntax_error_and_not_an_object_a_field_error() {
-        assert!(matches!(parse_request(b"{\"UCWIT\": NaN}"), Err(Rejection::Syntax(_))));
+        assert!(matches!(
+            parse_request(b"{\"UCWIT\": NaN}"),
+            Err(Rejection::Syntax(_))
+        ));
         assert_eq!(fields("[1,2]")[0].field, "");
     }
 

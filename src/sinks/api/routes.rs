@@ -12,7 +12,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, HttpRequest, HttpResponse, Resource};
+use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -132,11 +132,9 @@ pub fn mount(cfg: &mut web::ServiceConfig, api: &web::Data<Api>, max_body: usize
             continue;
         }
         let guard = api.guard.clone();
-        let r = add(
-            web::resource(ep.path)
-                .app_data(api.clone())
-                .app_data(web::PayloadConfig::new(max_body)),
-        )
+        let r = add(web::resource(ep.path)
+            .app_data(api.clone())
+            .app_data(web::PayloadConfig::new(max_body)))
         .wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| {
             let guard = guard.clone();
             async move { guard.apply(req, next).await }
@@ -253,17 +251,16 @@ fn parse_time(name: &str, v: Option<&String>) -> Result<Option<DateTime<Utc>>, H
             .map_err(|e| {
                 error(
                     StatusCode::BAD_REQUEST,
-                    format!("{name}: \"{s}\" is not an RFC 3339 time ({e}), e.g. 2026-12-04T10:00:00Z"),
+                    format!(
+                        "{name}: \"{s}\" is not an RFC 3339 time ({e}), e.g. 2026-12-04T10:00:00Z"
+                    ),
                 )
             }),
     }
 }
 
 /// `GET /api/history?unit=&from=&to=&format=json|csv&max_points=`.
-pub async fn history(
-    api: web::Data<Api>,
-    q: web::Query<HashMap<String, String>>,
-) -> HttpResponse {
+pub async fn history(api: web::Data<Api>, q: web::Query<HashMap<String, String>>) -> HttpResponse {
     const KNOWN: [&str; 5] = ["unit", "from", "to", "format", "max_points"];
     if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return error(
@@ -271,7 +268,10 @@ pub async fn history(
             format!("unknown parameter \"{k}\" (known: {})", KNOWN.join(", ")),
         );
     }
-    let (from, to) = match (parse_time("from", q.get("from")), parse_time("to", q.get("to"))) {
+    let (from, to) = match (
+        parse_time("from", q.get("from")),
+        parse_time("to", q.get("to")),
+    ) {
         (Ok(f), Ok(t)) => (f, t),
         (Err(e), _) | (_, Err(e)) => return e,
     };
@@ -283,12 +283,22 @@ pub async fn history(
     let max_points = match q.get("max_points").map(|s| s.parse::<usize>()) {
         None => None,
         Some(Ok(n)) if n > 0 => Some(n),
-        Some(_) => return error(StatusCode::BAD_REQUEST, "max_points must be a positive integer"),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "max_points must be a positive integer",
+            )
+        }
     };
     let csv = match q.get("format").map(String::as_str) {
         None | Some("json") => false,
         Some("csv") => true,
-        Some(f) => return error(StatusCode::BAD_REQUEST, format!("format \"{f}\": json or csv")),
+        Some(f) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("format \"{f}\": json or csv"),
+            )
+        }
     };
     let unit = q.get("unit").map(String::as_str).filter(|u| !u.is_empty());
     if let Some(u) = unit {
@@ -343,7 +353,11 @@ fn history_csv(rows: &[(Arc<str>, super::state::Row)]) -> Result<Vec<u8>, String
         rec.push(r.ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
         rec.push(unit.to_string());
         for v in r.values() {
-            rec.push(v.filter(|x| x.is_finite()).map(|x| x.to_string()).unwrap_or_default());
+            rec.push(
+                v.filter(|x| x.is_finite())
+                    .map(|x| x.to_string())
+                    .unwrap_or_default(),
+            );
         }
         rec.push(r.model.as_deref().unwrap_or("").to_string());
         w.write_record(&rec).map_err(|e| e.to_string())?;
@@ -381,7 +395,10 @@ pub async fn events(api: web::Data<Api>, q: web::Query<HashMap<String, String>>)
             v
         }
     };
-    let unit: Option<Arc<str>> = q.get("unit").filter(|u| !u.is_empty()).map(|u| Arc::from(u.as_str()));
+    let unit: Option<Arc<str>> = q
+        .get("unit")
+        .filter(|u| !u.is_empty())
+        .map(|u| Arc::from(u.as_str()));
     let state = api.state.clone();
     state.sse_clients.fetch_add(1, Ordering::Relaxed);
     let client = Client(state.clone());
@@ -457,7 +474,7 @@ pub async fn pipeline(api: web::Data<Api>, req: HttpRequest) -> HttpResponse {
             "the pipeline view is not available on this server",
         );
     };
-    json_bytes(serde_json::to_vec(&super::pipeline_json(&api, view)))
+    json_bytes(serde_json::to_vec(&super::pipeline::pipeline_json(&api, view)))
 }
 
 /// `GET /openapi.json`.

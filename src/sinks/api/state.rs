@@ -8,7 +8,7 @@
 //! serialise afterwards, so a slow client never holds the lock.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -289,7 +289,10 @@ impl ApiState {
                 let u = self.unit(s, &p.unit, now);
                 u.predictions += 1;
                 let recent = u.history.iter_mut().rev().take(MERGE_WINDOW);
-                match recent.into_iter().find(|r| r.ts == p.ts && r.predicted.is_none()) {
+                match recent
+                    .into_iter()
+                    .find(|r| r.ts == p.ts && r.predicted.is_none())
+                {
                     Some(r) => {
                         r.predicted = Some([p.ucaot, p.ucwot, p.ucaf, p.q_thermal]);
                         r.model = Some(p.model.clone());
@@ -326,7 +329,12 @@ impl ApiState {
         }
     }
 
-    fn unit<'s>(&self, s: &'s mut Snapshot, unit: &Arc<str>, now: DateTime<Utc>) -> &'s mut UnitState {
+    fn unit<'s>(
+        &self,
+        s: &'s mut Snapshot,
+        unit: &Arc<str>,
+        now: DateTime<Utc>,
+    ) -> &'s mut UnitState {
         let u = s.units.entry(unit.clone()).or_default();
         u.first_seen.get_or_insert(now);
         u.last_seen = Some(now);
@@ -398,7 +406,9 @@ impl ApiState {
                 }
             }
         }
-        if q.back().is_none_or(|(t, _)| now.duration_since(*t) >= MIN_SPAN) {
+        if q.back()
+            .is_none_or(|(t, _)| now.duration_since(*t) >= MIN_SPAN)
+        {
             q.push_back((now, now_counts));
         }
         out
@@ -489,7 +499,9 @@ mod tests {
         st.ingest([&prediction("uc-01", 1), &frame("uc-01", 1)]);
         let (rows, n) = st.history(Some("uc-01"), None, None, None);
         assert_eq!(n, 2);
-        assert!(rows.iter().all(|(_, r)| r.predicted.is_some() && r.measured[0] == Some(16.0)));
+        assert!(rows
+            .iter()
+            .all(|(_, r)| r.predicted.is_some() && r.measured[0] == Some(16.0)));
         let s = st.read();
         assert_eq!(s.units["uc-01"].frames, 2);
         assert_eq!(s.units["uc-01"].predictions, 2);
@@ -510,13 +522,20 @@ mod tests {
         let (thinned, n) = st.history(Some("uc-02"), None, None, Some(7));
         assert_eq!(n, 50);
         assert!(thinned.len() <= 7);
-        assert_eq!(thinned.last().unwrap().1.ts, ts(119), "the newest row stays");
+        assert_eq!(
+            thinned.last().unwrap().1.ts,
+            ts(119),
+            "the newest row stays"
+        );
     }
 
     #[test]
     fn resolved_alerts_leave_the_active_set() {
         let st = ApiState::new(10, 3, 8);
-        st.ingest([&alert("A", AlertState::Firing), &alert("B", AlertState::Firing)]);
+        st.ingest([
+            &alert("A", AlertState::Firing),
+            &alert("B", AlertState::Firing),
+        ]);
         assert_eq!(st.read().active_alerts.len(), 2);
         st.ingest([&alert("A", AlertState::Resolved)]);
         let s = st.read();
