@@ -127,6 +127,7 @@ fn init_logging(settings: &Settings) {
 /// Exit codes: 0 success, 1 runtime failure, 2 invalid input (pipeline or settings).
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    twinflow::protocol::mqtt::install_crypto_provider();
     match cli.command {
         Command::Simulate(a) => simulate(a),
         Command::Drift {

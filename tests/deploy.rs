@@ -197,7 +197,10 @@ impl Drop for Running {
     }
 }
 
-/// `pipelines/demo.yaml` at 20 Hz on free ports (HTTP and embedded broker).
+/// `pipelines/demo.yaml` on free ports (HTTP and embedded broker), its files
+/// in `dir`, at 200 Hz: its drift monitor learns each unit's first 200
+/// predictions and judges windows of 200, so its drift series appear after
+/// about 2 s (at the demo's default 1 Hz, after 7 minutes).
 fn spawn_demo(dir: &Path) -> Running {
     let broker = free_port().to_string();
     let out = dir.join("predictions.jsonl");
@@ -207,10 +210,25 @@ fn spawn_demo(dir: &Path) -> Running {
             ("TWINFLOW_EMBEDDED_MQTT_PORT", broker.as_str()),
             ("TWINFLOW_MQTT_URL", &format!("mqtt://127.0.0.1:{broker}")),
             ("TWINFLOW_DEMO_OUT", out.to_str().unwrap()),
-            ("TWINFLOW_DEMO_RATE_HZ", "20"),
+            ("TWINFLOW_DEMO_STATE", dir.to_str().unwrap()),
+            ("TWINFLOW_DEMO_RATE_HZ", "200"),
         ],
     )))
 }
+
+/// Metric series (name and `{`) that exist only once the drift monitor has
+/// judged a window or the alerter holds an alert.
+const DRIFT_AND_ALERT_SERIES: &[&str] = &[
+    "twinflow_drift_psi{",
+    "twinflow_drift_ks_statistic{",
+    "twinflow_drift_ks_pvalue{",
+    "twinflow_drift_wasserstein{",
+    "twinflow_drift_feature_status{",
+    "twinflow_drift_status{",
+    "twinflow_model_error{",
+    "twinflow_alerts_active{",
+    "twinflow_alerts_total{",
+];
 
 /// Waits until the demo's predictions have reached its MQTT sink (and so
 /// the publish-latency histogram has observations).
@@ -447,10 +465,15 @@ fn dashboard_and_alert_rules_query_only_metrics_twinflow_exports() {
     let dir = tempfile::tempdir().unwrap();
     let demo = spawn_demo(dir.path());
     // Series with a label only known once something happens (the reason of a
-    // dead letter) appear in the demo only after a minute; this pipeline
-    // dead-letters from its first frame.
+    // dead letter, the code of an alert) appear in the demo only after a
+    // minute, or twenty; these pipelines dead-letter from their first frame,
+    // and judge drift and hold alerts within a second.
     let faults = Running(Some(Twinflow::spawn(
         &["run", "tests/pipelines/deploy_dead_letters.yaml"],
+        &[("OUT_DIR", dir.path().to_str().unwrap())],
+    )));
+    let drift_alerts = Running(Some(Twinflow::spawn(
+        &["run", "tests/pipelines/deploy_drift_alerts.yaml"],
         &[("OUT_DIR", dir.path().to_str().unwrap())],
     )));
 
@@ -460,6 +483,14 @@ fn dashboard_and_alert_rules_query_only_metrics_twinflow_exports() {
         m.contains("twinflow_dead_letters_total{").then_some(m)
     });
     exported.extend(exported_names(&fault_metrics));
+    let drift_metrics = wait_for(Duration::from_secs(30), "drift and alert series", || {
+        let m = drift_alerts.get().metrics();
+        DRIFT_AND_ALERT_SERIES
+            .iter()
+            .all(|s| m.contains(s))
+            .then_some(m)
+    });
+    exported.extend(exported_names(&drift_metrics));
     assert!(exported.len() > 15, "{exported:?}");
 
     let dashboard = json(DASHBOARD);
@@ -480,6 +511,11 @@ fn dashboard_and_alert_rules_query_only_metrics_twinflow_exports() {
         "twinflow_dead_letters_total",
         "twinflow_mqtt_connected",
         "twinflow_pipeline_ready",
+        "twinflow_alerts_active",
+        "twinflow_alerts_total",
+        "twinflow_drift_psi",
+        "twinflow_drift_status",
+        "twinflow_model_error",
     ] {
         assert!(used.contains_key(m), "the dashboard has no panel on {m}");
     }
@@ -729,6 +765,10 @@ fn prometheus_scrapes_twinflow_and_evaluates_the_rules_and_the_dashboard() {
         ("twinflow_mqtt_publish_latency_seconds_count > 0", 1),
         ("twinflow_pipeline_ready == 1", 1),
         ("twinflow_build_info", 1),
+        // The drift monitor's, once each unit has a reference and a window.
+        ("twinflow_drift_status", 3),
+        ("twinflow_drift_psi", 18),
+        ("twinflow_model_error{metric=\"mae\"}", 9),
     ];
     for (q, n) in expected {
         wait_for(Duration::from_secs(20), q, || {
@@ -758,11 +798,12 @@ fn prometheus_scrapes_twinflow_and_evaluates_the_rules_and_the_dashboard() {
     );
 
     // Every dashboard query is valid PromQL here and has data, except the
-    // dead-letter one: that series is born with the first dead letter.
+    // dead-letter and alert ones: those series are born with the first dead
+    // letter and the first alert.
     let mut empty = Vec::new();
     for e in dashboard_exprs(&json(DASHBOARD)) {
         let q = expand_grafana_vars(&e);
-        if e.contains("twinflow_dead_letters_total") {
+        if e.contains("twinflow_dead_letters_total") || e.contains("twinflow_alerts_") {
             prom.query(&q);
         } else if !eventually(Duration::from_secs(10), || !prom.query(&q).is_empty()) {
             empty.push(q);

@@ -110,7 +110,39 @@ pub struct EdgeSender<T> {
 impl<T> EdgeSender<T> {
     /// Sends one message, waiting for room when the edge blocks.
     pub async fn send(&self, item: T) -> Result<(), Closed> {
-        self.send_all(vec![item]).await
+        // The one-message path of `send_all`, without a Vec: sources that
+        // hand over one reading at a time take it for every message.
+        let sh = &*self.shared;
+        let mut item = Some(item);
+        loop {
+            let mut notified = pin!(sh.not_full.notified());
+            notified.as_mut().enable();
+            {
+                let mut st = sh.lock();
+                if st.receiver_closed {
+                    return Err(Closed { undelivered: 1 });
+                }
+                let full = st.queue.len() >= sh.capacity;
+                match (sh.overflow, full) {
+                    (Overflow::Block, true) => {}
+                    (Overflow::DropNewest, true) => {
+                        sh.discarded.inc();
+                        return Ok(());
+                    }
+                    (Overflow::DropOldest, true) => {
+                        st.queue.pop_front();
+                        sh.discarded.inc();
+                        st.queue.push_back(item.take().expect("sent once"));
+                    }
+                    (_, false) => st.queue.push_back(item.take().expect("sent once")),
+                }
+            }
+            if item.is_none() {
+                sh.bell.notify_one();
+                return Ok(());
+            }
+            notified.await;
+        }
     }
 
     /// Sends a batch in order, moving as many as fit under each lock.

@@ -157,10 +157,10 @@ impl SourceOutput<'_> {
     /// Sends one message (with an optional acknowledgement token).
     pub async fn send(&mut self, msg: Message, ack: Option<AckToken>) {
         self.output
-            .send(vec![Envelope {
+            .send_one(Envelope {
                 msg: Arc::new(msg),
                 ack,
-            }])
+            })
             .await;
     }
 
@@ -405,6 +405,38 @@ impl Output {
                     undelivered,
                     "downstream node has stopped; its messages are discarded"
                 );
+            }
+        }
+    }
+
+    /// Sends one message to every edge that accepts it, without the batch's
+    /// allocations.
+    pub(crate) async fn send_one(&mut self, env: Envelope) {
+        self.metrics.sent.inc();
+        let kind = env.msg.kind();
+        let Some(last) = self
+            .edges
+            .iter()
+            .rposition(|e| !e.closed && e.accepts.contains(kind))
+        else {
+            return;
+        };
+        let mut env = Some(env);
+        for i in 0..=last {
+            let edge = &mut self.edges[i];
+            if edge.closed || !edge.accepts.contains(kind) {
+                continue;
+            }
+            let item = if i == last {
+                env.take().expect("the last edge takes it")
+            } else {
+                env.as_ref().expect("until the last edge").clone()
+            };
+            if edge.tx.send(item).await.is_err() {
+                edge.closed = true;
+                self.metrics.discarded.inc();
+                tracing::warn!(component_id = %self.id, to = %edge.to,
+                    "downstream node has stopped; its messages are discarded");
             }
         }
     }

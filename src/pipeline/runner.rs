@@ -283,6 +283,42 @@ impl NodeRunner {
             // messages a second the clock would cost more than the relay.
             // Each message is recorded with the batch's mean time.
             let t0 = Instant::now();
+            if comp.batched() {
+                // The whole batch in one call (a model evaluates it at once).
+                let (mark, dead_mark) = (em.out.len(), em.dead.len());
+                let res = AssertUnwindSafe(comp.process_batch(&batch, &mut em))
+                    .catch_unwind()
+                    .await;
+                em.current_ack = None;
+                match res {
+                    Ok(results) => {
+                        for (env, r) in batch.iter().zip(results) {
+                            if let Err(e) = r {
+                                metrics.errors.inc();
+                                let dl = self.dead(&e, env);
+                                em.dead.push((dl, env.ack.clone()));
+                            }
+                        }
+                        batch.clear();
+                    }
+                    Err(p) => {
+                        // Undo the batch and replay it one message at a time
+                        // below, so only the poison message is lost (at the
+                        // price of a second restart when it panics again).
+                        em.out.truncate(mark);
+                        em.dead.truncate(dead_mark);
+                        let why = format!("panicked in a batch: {}", panic_message(&*p));
+                        tracing::error!(component_id = %self.id, "{why}");
+                        comp = match self.rebuild(&why).await {
+                            Some(c) => c,
+                            None => {
+                                Self::deliver(&mut self.output, &mut em).await;
+                                return NodeExit::Failed(why);
+                            }
+                        };
+                    }
+                }
+            }
             for env in batch.drain(..) {
                 em.current_ack = env.ack.clone();
                 let mark = em.out.len();

@@ -262,6 +262,7 @@ impl BrokerConfig {
             ));
         }
         let transport = if tls {
+            install_crypto_provider();
             let t = self.tls.as_ref().ok_or(MqttConfigError::TlsMissing)?;
             let ca = Self::read(&t.ca_file)?;
             let client_auth = match (&t.cert_file, &t.key_file) {
@@ -327,6 +328,13 @@ impl BrokerConfig {
             }
         })
     }
+}
+
+/// Two TLS stacks meet in this binary (MQTT's and the webhook client's),
+/// each bringing a rustls crypto provider; rustls then refuses to pick one
+/// by itself. Choose once, for the whole process.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// A last will: published by the broker if the connection drops uncleanly.
@@ -651,7 +659,8 @@ impl Connection {
         let (tx, rx) = mpsc::channel(incoming_capacity.max(1));
         let pending = Arc::new(PendingPublishes::default());
         let cancel = CancellationToken::new();
-        tokio::spawn(drive(
+        let task_id = id.to_string();
+        let driver = drive(
             id.to_string(),
             client.clone(),
             eventloop,
@@ -661,7 +670,19 @@ impl Connection {
             reconnect,
             on_connect,
             cancel.clone(),
-        ));
+        );
+        tokio::spawn(async move {
+            // A panic here would otherwise vanish with the task; the
+            // component notices the connection is gone (closed channels).
+            if let Err(p) = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(driver)).await {
+                let why = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                tracing::error!(component_id = %task_id, "MQTT connection task panicked: {why}");
+            }
+        });
         Connection {
             client,
             incoming: rx,

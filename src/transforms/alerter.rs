@@ -821,6 +821,7 @@ impl Webhook {
             })?),
             None => None,
         };
+        crate::protocol::mqtt::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .build()

@@ -8,7 +8,6 @@
 //! inside the running predictor, out of reach); when the predictor's
 //! [`ModelControl`] reports a new version, the files are loaded again.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -82,9 +81,11 @@ fn number(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<f64> {
         }
         None => {
             let hint = match v {
-                Value::String(s) => {
-                    format!(" ({s:?}: numbers are not quoted; NaN is not a reading)")
-                }
+                Value::String(s) => match s.trim().parse::<f64>() {
+                    Ok(x) if x.is_finite() => format!(" ({s:?}: numbers are not quoted)"),
+                    Ok(_) => format!(" ({s:?}: NaN and infinities are not readings)"),
+                    Err(_) => format!(" ({s:?})"),
+                },
                 _ => String::new(),
             };
             errors.push(FieldError::new(
@@ -163,13 +164,10 @@ pub fn parse_request(body: &[u8]) -> Result<PredictRequest, Rejection> {
             None
         }
     };
-    let known: BTreeSet<&str> = INPUT_FEATURES
-        .iter()
-        .chain(OUTPUT_FEATURES.iter())
-        .copied()
-        .chain(["unit", "ts"])
-        .collect();
-    for k in map.keys().filter(|k| !known.contains(k.as_str())) {
+    let known = |k: &str| {
+        INPUT_FEATURES.contains(&k) || OUTPUT_FEATURES.contains(&k) || k == "unit" || k == "ts"
+    };
+    for k in map.keys().filter(|k| !known(k)) {
         errors.push(FieldError::new(
             k,
             format!(

@@ -243,18 +243,13 @@ pub async fn alerts(api: web::Data<Api>) -> HttpResponse {
     ))
 }
 
-fn parse_time(name: &str, v: Option<&String>) -> Result<Option<DateTime<Utc>>, HttpResponse> {
+fn parse_time(name: &str, v: Option<&String>) -> Result<Option<DateTime<Utc>>, String> {
     match v.map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| Some(t.with_timezone(&Utc)))
             .map_err(|e| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "{name}: \"{s}\" is not an RFC 3339 time ({e}), e.g. 2026-12-04T10:00:00Z"
-                    ),
-                )
+                format!("{name}: \"{s}\" is not an RFC 3339 time ({e}), e.g. 2026-12-04T10:00:00Z")
             }),
     }
 }
@@ -273,7 +268,7 @@ pub async fn history(api: web::Data<Api>, q: web::Query<HashMap<String, String>>
         parse_time("to", q.get("to")),
     ) {
         (Ok(f), Ok(t)) => (f, t),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };
     if let (Some(f), Some(t)) = (from, to) {
         if f > t {
@@ -315,9 +310,21 @@ pub async fn history(api: web::Data<Api>, q: web::Query<HashMap<String, String>>
     if csv {
         return match history_csv(&rows) {
             Ok(body) => {
+                // Unit ids come from the field (an MQTT payload): only safe
+                // characters go into a header.
+                let safe: String = unit
+                    .unwrap_or("all")
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
                 let name = format!(
-                    "twinflow-{}-{}.csv",
-                    unit.unwrap_or("all"),
+                    "twinflow-{safe}-{}.csv",
                     Utc::now().format("%Y%m%dT%H%M%SZ")
                 );
                 HttpResponse::Ok()
@@ -474,7 +481,9 @@ pub async fn pipeline(api: web::Data<Api>, req: HttpRequest) -> HttpResponse {
             "the pipeline view is not available on this server",
         );
     };
-    json_bytes(serde_json::to_vec(&super::pipeline::pipeline_json(&api, view)))
+    json_bytes(serde_json::to_vec(&super::pipeline::pipeline_json(
+        &api, view,
+    )))
 }
 
 /// `GET /openapi.json`.

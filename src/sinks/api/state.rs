@@ -4,8 +4,9 @@
 //!
 //! One `ApiState` is shared by the HTTP handlers (readers) and the running
 //! `api` node (the only writer). The node takes the write lock once per
-//! batch; handlers copy what they need out under the read lock and
-//! serialise afterwards, so a slow client never holds the lock.
+//! batch and serialises live events after releasing it. Handlers hold the
+//! read lock only to build an answer in memory (history rows are copied
+//! out first); sending it to a slow client happens without the lock.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
