@@ -223,6 +223,21 @@ impl ComponentConfig for DriftMonitorConfig {
     }
 }
 
+/// A value with the time of the message it came from.
+type Timed<T> = (DateTime<Utc>, T);
+
+/// (measured, predicted) of one output, when the message has them.
+type Pair = (Option<f64>, Option<f64>);
+
+/// What a message offers the monitor: unit, time, the nine features in
+/// [`feature_index`] order (NaN when absent), and the output pairs.
+struct Observation {
+    unit: Arc<str>,
+    ts: DateTime<Utc>,
+    values: [f64; 9],
+    pairs: [Pair; 3],
+}
+
 /// What is persisted per unit.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Learned {
@@ -238,8 +253,8 @@ struct UnitState {
     learning: BTreeMap<String, Vec<f64>>,
     /// (measured, predicted) pairs per output during the reference period.
     learning_pairs: BTreeMap<String, (Vec<f64>, Vec<f64>)>,
-    windows: BTreeMap<String, VecDeque<(DateTime<Utc>, f64)>>,
-    pairs: BTreeMap<String, VecDeque<(DateTime<Utc>, (f64, f64))>>,
+    windows: BTreeMap<String, VecDeque<Timed<f64>>>,
+    pairs: BTreeMap<String, VecDeque<Timed<(f64, f64)>>>,
     since_eval: usize,
     status: Option<DriftStatus>,
     degraded: Option<bool>,
@@ -315,60 +330,42 @@ pub struct DriftMonitor {
     g: Gauges,
 }
 
-/// The values a message offers: features by name, and (measured, predicted)
-/// pairs by output.
-fn values_of(
-    m: &Message,
-) -> Option<(
-    Arc<str>,
-    DateTime<Utc>,
-    [f64; 9],
-    [(Option<f64>, Option<f64>); 3],
-)> {
+fn observe_message(m: &Message) -> Option<Observation> {
+    let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
     match m {
         Message::Frame(f) => {
-            let i = f.inputs();
-            let o = f.measured();
-            Some((
-                f.unit.clone(),
-                f.ts,
-                [
-                    i[0],
-                    i[1],
-                    i[2],
-                    i[3],
-                    i[4],
-                    i[5],
-                    o[0].unwrap_or(f64::NAN),
-                    o[1].unwrap_or(f64::NAN),
-                    o[2].unwrap_or(f64::NAN),
-                ],
-                [(None, None); 3],
-            ))
+            let [a, b, c, d, e, g] = f.inputs();
+            let [o1, o2, o3] = f.measured();
+            Some(Observation {
+                unit: f.unit.clone(),
+                ts: f.ts,
+                values: [a, b, c, d, e, g, nan(o1), nan(o2), nan(o3)],
+                pairs: [(None, None); 3],
+            })
         }
         Message::Prediction(p) => {
             let i = &p.inputs;
             let m = &p.measured;
-            Some((
-                p.unit.clone(),
-                p.ts,
-                [
+            Some(Observation {
+                unit: p.unit.clone(),
+                ts: p.ts,
+                values: [
                     i.ucwit,
                     i.ucait,
                     i.ucwf,
                     i.ucaih,
                     i.ambt,
                     i.uctsp,
-                    m.ucaot.unwrap_or(f64::NAN),
-                    m.ucwot.unwrap_or(f64::NAN),
-                    m.ucaf.unwrap_or(f64::NAN),
+                    nan(m.ucaot),
+                    nan(m.ucwot),
+                    nan(m.ucaf),
                 ],
-                [
+                pairs: [
                     (m.ucaot, Some(p.ucaot)),
                     (m.ucwot, Some(p.ucwot)),
                     (m.ucaf, Some(p.ucaf)),
                 ],
-            ))
+            })
         }
         _ => None,
     }
@@ -436,7 +433,13 @@ impl DriftMonitor {
     }
 
     fn observe(&mut self, msg: &Message, out: &mut Emitter) -> Result<(), ComponentError> {
-        let Some((unit, ts, vals, pairs)) = values_of(msg) else {
+        let Some(Observation {
+            unit,
+            ts,
+            values: vals,
+            pairs,
+        }) = observe_message(msg)
+        else {
             return Ok(());
         };
         let learn_n = self.cfg.reference.learn_frames;
@@ -655,7 +658,7 @@ impl DriftMonitor {
         let degraded = !degraded_outputs.is_empty();
         let needed = self.cfg.confirm.max(1);
         let changed = confirm(&mut st.degraded, &mut st.pending_degraded, degraded, needed);
-        if changed.is_some_and(|b| !(b.is_none() && !degraded)) {
+        if changed.is_some_and(|b| b.is_some() || degraded) {
             let mut e = Alert::event(
                 "PERFORMANCE_DEGRADED",
                 Severity::Warning,
@@ -678,10 +681,7 @@ impl DriftMonitor {
     }
 }
 
-fn collect_pairs(
-    into: &mut BTreeMap<String, (Vec<f64>, Vec<f64>)>,
-    pairs: &[(Option<f64>, Option<f64>); 3],
-) {
+fn collect_pairs(into: &mut BTreeMap<String, (Vec<f64>, Vec<f64>)>, pairs: &[Pair; 3]) {
     for (i, (m, p)) in pairs.iter().enumerate() {
         if let (Some(m), Some(p)) = (m, p) {
             if m.is_finite() && p.is_finite() {
