@@ -99,14 +99,7 @@ pub fn start(spec: &PipelineSpec, settings: &Settings, metrics: Arc<Metrics>) ->
     for (to, node) in spec.nodes.iter().enumerate() {
         for e in &node.inputs {
             let from = index[e.from.as_str()];
-            let (tx, accepts) = add_edge(
-                from,
-                to,
-                e.capacity,
-                e.overflow,
-                e.kinds,
-                &mut inboxes,
-            );
+            let (tx, accepts) = add_edge(from, to, e.capacity, e.overflow, e.kinds, &mut inboxes);
             outs[from].push(OutEdge {
                 to: Arc::from(node.id.as_str()),
                 accepts,

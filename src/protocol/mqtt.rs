@@ -674,7 +674,9 @@ impl Connection {
         tokio::spawn(async move {
             // A panic here would otherwise vanish with the task; the
             // component notices the connection is gone (closed channels).
-            if let Err(p) = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(driver)).await {
+            if let Err(p) =
+                futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(driver)).await
+            {
                 let why = p
                     .downcast_ref::<String>()
                     .cloned()
