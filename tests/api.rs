@@ -132,6 +132,64 @@ fn predict_answers_with_the_pipelines_physics_and_lists_every_bad_field() {
     assert_eq!(status, 422);
 }
 
+/// What `POST /predict` answers for the inputs of predictions the pipeline
+/// made: the same numbers, so it is the same model.
+fn predict_reproduces_live_predictions(e: &Engine, model: &str) {
+    let units = e.wait_json(
+        "/api/units",
+        "a live prediction",
+        Duration::from_secs(30),
+        |v| v["units"][0]["prediction"].is_object(),
+    );
+    let live = &units["units"][0]["prediction"];
+    assert_eq!(live["model"], model);
+    // The live prediction's own text, for exact numbers.
+    let unit = live["unit"].as_str().unwrap();
+    let ts = live["ts"].as_str().unwrap();
+    let history = e
+        .get(&format!("/api/history?unit={unit}&from={ts}&to={ts}"))
+        .text()
+        .unwrap();
+    let (status, text) = e.post_text("/predict", live["inputs"].to_string());
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["model"], model);
+    for (k, col) in [
+        ("UCAOT", "UCAOT_predicted"),
+        ("UCWOT", "UCWOT_predicted"),
+        ("UCAF", "UCAF_predicted"),
+        ("Q_thermal", "Q_thermal_predicted"),
+    ] {
+        assert_eq!(
+            raw_number(&text, k),
+            raw_number(&history, col),
+            "{k}: POST /predict {text} vs the pipeline's {history}"
+        );
+    }
+}
+
+#[test]
+fn predict_uses_the_pipelines_model_physics_or_ml() {
+    let e = Engine::start(PIPELINE, &[]);
+    predict_reproduces_live_predictions(&e, "physics@1");
+    drop(e);
+    let e = Engine::start("tests/pipelines/api_model.yaml", &[]);
+    let label = e.wait_json(
+        "/api/units",
+        "a live prediction",
+        Duration::from_secs(30),
+        |v| v["units"][0]["prediction"].is_object(),
+    )["units"][0]["prediction"]["model"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(label, "physics@1");
+    predict_reproduces_live_predictions(&e, &label);
+    // An ML model has no coil state to show.
+    let (_, v) = e.post("/predict", example().to_string());
+    assert!(v.get("coil").is_none(), "{v}");
+}
+
 #[test]
 fn units_and_history_in_json_and_csv() {
     let e = Engine::start(PIPELINE, &[]);

@@ -46,6 +46,8 @@ async fn wait_inked(b: &Browser, selector: &str, min: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_dashboard_history_and_pipeline() {
+    // First, so that a machine without a browser fails at once.
+    let driver = Driver::start();
     // Small drift windows and an alert that fires at once, so every panel
     // has something to show within seconds.
     let e = tokio::task::spawn_blocking(|| {
@@ -68,7 +70,6 @@ async fn live_dashboard_history_and_pipeline() {
     })
     .await
     .unwrap();
-    let driver = Driver::start();
     let b = driver.session(1440, 1320).await;
     b.goto(&e.base).await;
     b.wait_for("the dashboard to start", WAIT, "window.__twinflow.ready")
@@ -177,10 +178,10 @@ async fn live_dashboard_history_and_pipeline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_if_form_answers_like_post_predict() {
+    let driver = Driver::start();
     let e = tokio::task::spawn_blocking(|| Engine::start("tests/pipelines/api.yaml", &[]))
         .await
         .unwrap();
-    let driver = Driver::start();
     let b = driver.session(1280, 1000).await;
     b.goto(&format!("{}/#predict", e.base)).await;
     b.wait_for("the dashboard to start", WAIT, "window.__twinflow.ready")

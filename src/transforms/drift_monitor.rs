@@ -577,10 +577,12 @@ impl DriftMonitor {
             .set(status_value(overall));
         let st = self.units.get_mut(unit).expect("unit exists");
         let needed = self.cfg.confirm.max(1);
-        // Events only on a confirmed change of status, not every window.
+        // Events only on a confirmed change of status, not every window. The
+        // first verdict after a start is always sent, a stable one as
+        // `resolved`: an alert restored from before the restart may be
+        // waiting for it (the alerter ignores a resolution it has no alert for).
         let changed = confirm(&mut st.status, &mut st.pending_status, overall, needed);
-        if let Some(before) = changed.filter(|b| !(b.is_none() && overall == DriftStatus::Stable)) {
-            let _ = before;
+        if changed.is_some() {
             let mut e = Alert::event(
                 "DRIFT_DETECTED",
                 match overall {
@@ -658,7 +660,7 @@ impl DriftMonitor {
         let degraded = !degraded_outputs.is_empty();
         let needed = self.cfg.confirm.max(1);
         let changed = confirm(&mut st.degraded, &mut st.pending_degraded, degraded, needed);
-        if changed.is_some_and(|b| b.is_some() || degraded) {
+        if changed.is_some() {
             let mut e = Alert::event(
                 "PERFORMANCE_DEGRADED",
                 Severity::Warning,
