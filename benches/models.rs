@@ -53,6 +53,7 @@ fn build(model: ModelConfig) -> Box<dyn Processor> {
         component_metrics: metrics.component("predict", "transform", "predictor"),
         metrics,
         base_dir: models(),
+        events: Default::default(),
     };
     let cfg = PredictorConfig {
         model,

@@ -138,3 +138,26 @@ fn a_sink_that_never_starts_exhausts_the_budget_and_exits_1() {
         "{err}"
     );
 }
+
+#[test]
+fn restarts_become_one_component_restarted_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = twinflow()
+        .args(["run", "tests/pipelines/restart_alerts.yaml"])
+        .env("OUT_DIR", dir.path())
+        .env("TWINFLOW_RESTART_BACKOFF_INITIAL_MS", "1")
+        .env("TWINFLOW_RESTART_BACKOFF_MAX_MS", "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the budget is spent");
+    let alerts = lines(&dir.path().join("alerts.jsonl"));
+    assert_eq!(alerts.len(), 1, "one alert for five restarts: {alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(a["code"], "COMPONENT_RESTARTED");
+    assert_eq!(a["key"], "out");
+    assert_eq!(a["state"], "firing");
+    assert!(
+        a["message"].as_str().unwrap().contains("cannot create"),
+        "{a}"
+    );
+}

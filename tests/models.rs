@@ -101,6 +101,7 @@ fn build(cfg: &PredictorConfig) -> Box<dyn Processor> {
         component_metrics: metrics.component("predict", "transform", "predictor"),
         metrics,
         base_dir: crate_dir(),
+        events: Default::default(),
     };
     match cfg.build(&ctx).unwrap() {
         Component::Processor(p) => p,

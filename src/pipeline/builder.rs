@@ -54,7 +54,8 @@ pub struct RunningPipeline {
 /// Starts `spec`. Must run inside an actix `System`.
 pub fn start(spec: &PipelineSpec, settings: &Settings, metrics: Arc<Metrics>) -> RunningPipeline {
     let stop = CancellationToken::new();
-    let supervisor = Arc::new(Supervisor::new(settings, stop.clone()));
+    let events = super::component::EngineEvents::default();
+    let supervisor = Arc::new(Supervisor::new(settings, stop.clone()).with_events(events.clone()));
     let n = spec.nodes.len();
     let index: HashMap<&str, usize> = spec
         .nodes
@@ -157,6 +158,7 @@ pub fn start(spec: &PipelineSpec, settings: &Settings, metrics: Arc<Metrics>) ->
                 metrics: metrics.clone(),
                 component_metrics: cm.clone(),
                 base_dir: spec.base_dir.clone(),
+                events: events.clone(),
             },
             inbox,
             output: Output {

@@ -265,6 +265,31 @@ pub struct BuildContext {
     pub component_metrics: ComponentMetrics,
     /// Directory of the pipeline file, for resolving relative paths.
     pub base_dir: std::path::PathBuf,
+    /// The engine's own events (component restarts), for `engine_events`.
+    pub events: EngineEvents,
+}
+
+/// Events the engine itself raises (COMPONENT_RESTARTED), broadcast to any
+/// `engine_events` source. Bounded: a source that falls behind loses the
+/// oldest events (and counts them) rather than holding up the supervisor.
+#[derive(Clone)]
+pub struct EngineEvents(tokio::sync::broadcast::Sender<super::message::Alert>);
+
+impl Default for EngineEvents {
+    fn default() -> Self {
+        EngineEvents(tokio::sync::broadcast::channel(256).0)
+    }
+}
+
+impl EngineEvents {
+    pub fn publish(&self, a: super::message::Alert) {
+        // No subscriber is fine: nobody asked for engine events.
+        let _ = self.0.send(a);
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<super::message::Alert> {
+        self.0.subscribe()
+    }
 }
 
 impl BuildContext {

@@ -29,6 +29,7 @@ pub struct Supervisor {
     reason: Mutex<Option<String>>,
     /// Cancelled to stop the pipeline's sources.
     stop: CancellationToken,
+    events: Option<super::component::EngineEvents>,
 }
 
 impl Supervisor {
@@ -42,7 +43,14 @@ impl Supervisor {
             failed: AtomicBool::new(false),
             reason: Mutex::new(None),
             stop,
+            events: None,
         }
+    }
+
+    /// Announces restarts as COMPONENT_RESTARTED events.
+    pub fn with_events(mut self, events: super::component::EngineEvents) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Records a restart of `id`. Returns how long to wait before rebuilding
@@ -61,6 +69,19 @@ impl Supervisor {
             recent.pop_front();
         }
         recent.push_back((now, id.to_string()));
+        if let Some(ev) = &self.events {
+            let mut a = crate::pipeline::message::Alert::event(
+                "COMPONENT_RESTARTED",
+                crate::pipeline::message::Severity::Warning,
+                None,
+                format!("component \"{id}\" restarted: {why}"),
+                chrono::Utc::now(),
+            );
+            a.key = Some(id.to_string());
+            a.details = serde_json::json!({"component": id, "reason": why,
+                "restarts_in_window": recent.len(), "budget": self.budget});
+            ev.publish(a);
+        }
         if recent.len() > self.budget {
             let reason = format!(
                 "restart budget exhausted: {} restarts within {:?} (last: component \"{id}\" {why})",

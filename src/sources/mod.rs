@@ -2,8 +2,13 @@
 
 use crate::pipeline::component::ComponentDescriptor;
 
+pub mod engine_events;
 pub mod mqtt_ingest;
 pub mod simulator;
 
 /// Every source kind (one line per kind).
-pub const COMPONENTS: &[ComponentDescriptor] = &[simulator::DESCRIPTOR, mqtt_ingest::DESCRIPTOR];
+pub const COMPONENTS: &[ComponentDescriptor] = &[
+    simulator::DESCRIPTOR,
+    mqtt_ingest::DESCRIPTOR,
+    engine_events::DESCRIPTOR,
+];

@@ -188,7 +188,8 @@ pub struct AlerterConfig {
     #[serde(default)]
     pub rules: Vec<ThresholdRule>,
     /// Per event code: quiet period, severity override, ignore.
-    /// Default: INPUT_OUT_OF_RANGE and PREDICTION_RESIDUAL resolve after 10 min.
+    /// Default: INPUT_OUT_OF_RANGE, PREDICTION_RESIDUAL and
+    /// COMPONENT_RESTARTED resolve after 10 quiet minutes.
     #[serde(default = "default_codes")]
     pub codes: HashMap<String, CodePolicy>,
     /// Turn drift reports into DRIFT_DETECTED alerts. Default false: the
@@ -221,6 +222,7 @@ fn default_codes() -> HashMap<String, CodePolicy> {
     HashMap::from([
         ("INPUT_OUT_OF_RANGE".to_string(), quiet()),
         ("PREDICTION_RESIDUAL".to_string(), quiet()),
+        ("COMPONENT_RESTARTED".to_string(), quiet()),
     ])
 }
 
@@ -924,6 +926,7 @@ mod tests {
             component_metrics: metrics.component("alerts", "transform", "alerter"),
             metrics,
             base_dir: ".".into(),
+            events: Default::default(),
         };
         match cfg.build(&ctx).unwrap() {
             Component::Processor(p) => p,

@@ -951,6 +951,7 @@ mod tests {
             component_metrics: metrics.component("p", "transform", "predictor"),
             metrics,
             base_dir: ".".into(),
+            events: Default::default(),
         };
         match cfg.build(&ctx).unwrap() {
             Component::Processor(p) => p,
