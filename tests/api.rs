@@ -406,6 +406,7 @@ fn alerts_drift_and_the_live_pipeline() {
     }
     let api = &later["nodes"][3];
     assert!(api["received"].as_u64().unwrap() > 0);
+    assert_eq!(later["events"]["clients"], 0, "no event stream is open");
 }
 
 #[test]

@@ -169,6 +169,17 @@ async fn live_dashboard_history_and_pipeline() {
     .await;
     b.screenshot(&dir.join("dashboard-pipeline.png")).await;
 
+    // A phone-sized window: the layout stacks.
+    b.click("tab-btn-live").await;
+    b.client.set_window_size(420, 1600).await.unwrap();
+    b.wait_for(
+        "one chart per row",
+        WAIT,
+        "document.querySelector('#chart-aot').getBoundingClientRect().width > 300",
+    )
+    .await;
+    b.screenshot(&dir.join("dashboard-narrow.png")).await;
+
     assert_no_errors(&b).await;
     b.close().await;
     tokio::task::spawn_blocking(move || assert_eq!(e.stop(Duration::from_secs(20)), 0))

@@ -1,6 +1,8 @@
-//! Headless Chromium driven through WebDriver (Debian's `chromium` and
-//! `chromium-driver`), for the dashboard tests. Missing browsers fail the
-//! test with what to install: a skipped browser test would pass unseen.
+//! A headless browser driven through WebDriver, for the dashboard tests:
+//! Chromium with chromedriver (Debian's `chromium` and `chromium-driver`),
+//! or, with `TWINFLOW_BROWSER=firefox`, Firefox with geckodriver. A missing
+//! browser fails the test with what to install: a skipped browser test
+//! would pass unseen.
 
 #![allow(dead_code)]
 
@@ -18,84 +20,156 @@ fn on_path(names: &[&str]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn require(env: &str, names: &[&str]) -> PathBuf {
+const CHROMIUM_HINT: &str = "the dashboard tests need Chromium and its WebDriver (Debian: \
+     `apt-get install chromium chromium-driver`; .ci/run installs them)";
+const FIREFOX_HINT: &str = "TWINFLOW_BROWSER=firefox needs Firefox and geckodriver (Debian: \
+     `apt-get install firefox-esr`; geckodriver: `cargo install geckodriver`)";
+
+fn require(env: &str, names: &[&str], hint: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
         return p.into();
     }
     on_path(names).unwrap_or_else(|| {
         panic!(
-            "{} is not installed: the dashboard tests need Chromium and its WebDriver \
-             (Debian: `apt-get install chromium chromium-driver`; .ci/run installs them), \
-             or set {env} to the binary",
+            "{} is not installed: {hint}, or set {env} to the binary",
             names[0]
         )
     })
 }
 
-/// A chromedriver of the test's own, on a free port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Chromium,
+    Firefox,
+}
+
+/// A WebDriver server of the test's own, on a free port.
 pub struct Driver {
     child: Child,
     pub port: u16,
-    chromium: PathBuf,
+    pub kind: Kind,
+    binary: PathBuf,
     profile: tempfile::TempDir,
 }
 
 impl Driver {
     pub fn start() -> Driver {
-        let chromium = require(
-            "TWINFLOW_CHROMIUM",
-            &["chromium", "chromium-browser", "google-chrome"],
-        );
-        let driver = require("TWINFLOW_CHROMEDRIVER", &["chromedriver"]);
+        let kind = match std::env::var("TWINFLOW_BROWSER").as_deref() {
+            Ok("firefox") => Kind::Firefox,
+            Ok("chromium") | Err(_) => Kind::Chromium,
+            Ok(other) => panic!("TWINFLOW_BROWSER={other}: chromium (default) or firefox"),
+        };
+        let (binary, driver) = match kind {
+            Kind::Chromium => (
+                require(
+                    "TWINFLOW_CHROMIUM",
+                    &["chromium", "chromium-browser", "google-chrome"],
+                    CHROMIUM_HINT,
+                ),
+                require("TWINFLOW_CHROMEDRIVER", &["chromedriver"], CHROMIUM_HINT),
+            ),
+            Kind::Firefox => (
+                require(
+                    "TWINFLOW_FIREFOX",
+                    &["firefox-esr", "firefox"],
+                    FIREFOX_HINT,
+                ),
+                require("TWINFLOW_GECKODRIVER", &["geckodriver"], FIREFOX_HINT),
+            ),
+        };
         let port = crate::common::services::free_port();
-        let log = crate::engine::artifacts_dir().join(format!("chromedriver-{port}.log"));
-        let child = Command::new(&driver)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .arg(format!("--log-path={}", log.display()))
+        let profile = tempfile::tempdir().unwrap();
+        // Kept only if the test fails (see Drop).
+        let log = profile.path().join("webdriver.log");
+        let mut cmd = Command::new(&driver);
+        match kind {
+            Kind::Chromium => cmd
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .arg(format!("--log-path={}", log.display()))
+                .stderr(Stdio::null()),
+            Kind::Firefox => cmd
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .stderr(std::fs::File::create(&log).unwrap()),
+        };
+        let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", driver.display()));
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "chromedriver did not listen on {port}"
+                "{} did not listen on {port}",
+                driver.display()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
         Driver {
             child,
             port,
-            chromium,
-            profile: tempfile::tempdir().unwrap(),
+            kind,
+            binary,
+            profile,
         }
     }
 
-    /// A new headless browser session, with the browser console log kept.
+    fn capabilities(&self, width: u32, height: u32) -> Value {
+        match self.kind {
+            Kind::Chromium => {
+                let args = [
+                    "--headless".to_string(),
+                    "--no-sandbox".into(),
+                    "--disable-gpu".into(),
+                    "--disable-quic".into(),
+                    "--no-first-run".into(),
+                    "--disable-background-networking".into(),
+                    "--disable-component-update".into(),
+                    "--disable-sync".into(),
+                    "--disable-dev-shm-usage".into(),
+                    "--force-device-scale-factor=1".into(),
+                    "--hide-scrollbars".into(),
+                    format!("--window-size={width},{height}"),
+                    format!(
+                        "--user-data-dir={}",
+                        self.profile.path().join("chromium").display()
+                    ),
+                ];
+                json!({
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {"binary": self.binary, "args": args},
+                    "goog:loggingPrefs": {"browser": "ALL"},
+                })
+            }
+            // Nothing may call out: no captive-portal probe, no updates, no
+            // safe-browsing lists (the test machine may have no internet).
+            Kind::Firefox => json!({
+                "browserName": "firefox",
+                "moz:firefoxOptions": {
+                    "binary": self.binary,
+                    "args": ["-headless", format!("--width={width}"), format!("--height={height}")],
+                    "prefs": {
+                        "network.captive-portal-service.enabled": false,
+                        "network.connectivity-service.enabled": false,
+                        "app.update.enabled": false,
+                        "browser.safebrowsing.malware.enabled": false,
+                        "browser.safebrowsing.phishing.enabled": false,
+                        "datareporting.policy.dataSubmissionEnabled": false,
+                        "toolkit.telemetry.enabled": false,
+                        "network.trr.mode": 5
+                    }
+                }
+            }),
+        }
+    }
+
+    /// A new headless browser session.
     pub async fn session(&self, width: u32, height: u32) -> Browser {
-        let args = [
-            "--headless".to_string(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-quic".into(),
-            "--no-first-run".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            "--disable-dev-shm-usage".into(),
-            "--force-device-scale-factor=1".into(),
-            "--hide-scrollbars".into(),
-            format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", self.profile.path().display()),
-        ];
-        let caps = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": self.chromium, "args": args},
-            "goog:loggingPrefs": {"browser": "ALL"},
-        });
-        let caps = caps.as_object().unwrap().clone();
+        let caps = self
+            .capabilities(width, height)
+            .as_object()
+            .unwrap()
+            .clone();
         let url = format!("http://127.0.0.1:{}", self.port);
         let client = tokio::time::timeout(
             Duration::from_secs(45),
@@ -104,11 +178,12 @@ impl Driver {
                 .connect(&url),
         )
         .await
-        .expect("Chromium started within 45 s")
-        .unwrap_or_else(|e| panic!("no WebDriver session from chromedriver: {e}"));
+        .expect("the browser started within 45 s")
+        .unwrap_or_else(|e| panic!("no WebDriver session from {url}: {e}"));
         Browser {
             client,
             driver: url,
+            kind: self.kind,
         }
     }
 }
@@ -117,12 +192,18 @@ impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let to = crate::engine::artifacts_dir().join(format!("webdriver-{}.log", self.port));
+            let _ = std::fs::copy(self.profile.path().join("webdriver.log"), &to);
+            eprintln!("WebDriver log: {}", to.display());
+        }
     }
 }
 
 pub struct Browser {
     pub client: Client,
     driver: String,
+    pub kind: Kind,
 }
 
 impl Browser {
@@ -188,8 +269,12 @@ impl Browser {
 
     /// SEVERE entries of the browser's console log, as chromedriver kept
     /// them (catches what happens before the page's hook exists, such as a
-    /// script that does not parse).
+    /// script that does not parse). geckodriver keeps no such log: with
+    /// Firefox only the page's own hook is read.
     pub async fn console_errors(&self) -> Vec<String> {
+        if self.kind == Kind::Firefox {
+            return Vec::new();
+        }
         let id = self.client.session_id().await.unwrap().unwrap_or_default();
         let url = format!("{}/session/{id}/se/log", self.driver);
         let res = reqwest::Client::new()
@@ -210,7 +295,16 @@ impl Browser {
             .collect()
     }
 
+    /// A PNG of the window; with Firefox the name gets a `-firefox` suffix.
     pub async fn screenshot(&self, path: &Path) {
+        let path = match self.kind {
+            Kind::Chromium => path.to_path_buf(),
+            Kind::Firefox => {
+                let stem = path.file_stem().unwrap().to_string_lossy();
+                path.with_file_name(format!("{stem}-firefox.png"))
+            }
+        };
+        let path = path.as_path();
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(path, png).unwrap();
         eprintln!("screenshot: {}", path.display());

@@ -266,7 +266,10 @@ fn schemas() -> Value {
                 "depth": {"type": "integer"}, "capacity": {"type": "integer"},
                 "discarded": {"type": "integer"},
                 "messages": {"type": "integer", "description": "What the sender emitted (dead letters for a dead-letter edge)."},
-                "rate": {"type": ["number", "null"], "description": "messages/s"}}}}
+                "rate": {"type": ["number", "null"], "description": "messages/s"}}}},
+            "events": {"type": "object", "description": "GET /api/events", "properties": {
+                "clients": {"type": "integer", "description": "Streams open now."},
+                "skipped": {"type": "integer", "description": "Events skipped by clients that fell behind."}}}
         }},
         "Health": {"type": "object", "properties": {
             "status": {"enum": ["ok", "degraded", "failing"]},

@@ -133,6 +133,10 @@ pub(super) fn pipeline_json(api: &Api, view: &PipelineView) -> Value {
         "ready": view.is_ready(),
         "nodes": nodes,
         "edges": edges,
+        "events": {
+            "clients": api.state.sse_clients.load(std::sync::atomic::Ordering::Relaxed),
+            "skipped": api.state.sse_skipped.load(std::sync::atomic::Ordering::Relaxed),
+        },
     })
 }
 

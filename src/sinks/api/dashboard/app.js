@@ -297,7 +297,8 @@
       hi = Math.ceil(hi / step) * step;
       const X = (t) => L + ((t - x0) / (x1 - x0)) * pw;
       const Y = (v) => Tp + (1 - (v - lo) / (hi - lo)) * ph;
-      const decimals = step >= 1 ? 0 : Math.min(3, Math.ceil(-Math.log10(step)));
+      let decimals = 0;
+      while (decimals < 4 && Math.abs(Math.round(step * 10 ** decimals) - step * 10 ** decimals) > 1e-6) decimals++;
 
       // grid and axes
       ctx.lineWidth = 1;
