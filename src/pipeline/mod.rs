@@ -8,6 +8,7 @@ pub mod graph;
 pub mod message;
 pub mod registry;
 pub mod runner;
+pub mod state;
 pub mod supervisor;
 
 pub use builder::{start, Outcome, PipelineView, RunningPipeline};

@@ -413,22 +413,9 @@ impl Alerter {
         let Some(path) = &self.cfg.state_file else {
             return Ok(());
         };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(ComponentError::new(
-                    "io",
-                    format!("reading {}: {e}", path.display()),
-                ))
-            }
+        let Some(p) = crate::pipeline::state::load::<Persisted>(path, "alert state")? else {
+            return Ok(());
         };
-        let p: Persisted = serde_json::from_str(&text).map_err(|e| {
-            ComponentError::new(
-                "state",
-                format!("{} is not an alert state file: {e}", path.display()),
-            )
-        })?;
         let now = Instant::now();
         for (alert, announced) in p.active {
             // A rule's alert that was on is on again: the next value either
@@ -466,13 +453,7 @@ impl Alerter {
                 .map(|a| (a.alert.clone(), a.announced))
                 .collect(),
         };
-        // Write-then-rename: a crash mid-write leaves the previous state.
-        let tmp = path.with_extension("tmp");
-        let res = serde_json::to_vec_pretty(&p)
-            .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|_| std::fs::rename(&tmp, path));
-        if let Err(e) = res {
+        if let Err(e) = crate::pipeline::state::save(path, &p) {
             tracing::error!(component_id = %self.id, path = %path.display(), error = %e, "cannot save alert state");
         }
     }

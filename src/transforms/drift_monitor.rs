@@ -383,22 +383,11 @@ impl DriftMonitor {
         let Some(path) = &self.state_file else {
             return Ok(());
         };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(ComponentError::new(
-                    "io",
-                    format!("reading {}: {e}", path.display()),
-                ))
-            }
+        let Some(saved) =
+            crate::pipeline::state::load::<BTreeMap<String, Learned>>(path, "drift state")?
+        else {
+            return Ok(());
         };
-        let saved: BTreeMap<String, Learned> = serde_json::from_str(&text).map_err(|e| {
-            ComponentError::new(
-                "state",
-                format!("{} is not a drift state file: {e}", path.display()),
-            )
-        })?;
         for (unit, learned) in saved {
             self.units.insert(
                 Arc::from(unit.as_str()),
@@ -422,11 +411,7 @@ impl DriftMonitor {
             .filter(|(_, u)| u.learned.reference.is_some())
             .map(|(k, u)| (&**k, &u.learned))
             .collect();
-        let tmp = path.with_extension("tmp");
-        let res = serde_json::to_vec(&all)
-            .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|_| std::fs::rename(&tmp, path));
+        let res = crate::pipeline::state::save(path, &all);
         if let Err(e) = res {
             tracing::error!(component_id = %self.id, path = %path.display(), error = %e, "cannot save drift state");
         }
