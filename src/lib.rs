@@ -10,17 +10,24 @@
 //! # Layout
 //! - `config/`: the pipeline schema (`schema`), loading with `${VAR}`
 //!   interpolation (`load`, `interpolate`), graph validation that collects
-//!   every error (`validation`), engine settings (`settings`).
+//!   every error (`validation`), engine settings (`settings`), durations.
 //! - `pipeline/`: message types (`message`), the one place channels are made
 //!   (`channel`), the component traits (`component`), the registry of kinds,
 //!   the builder, the per-node runner and its actix actor, the supervisor,
-//!   graph rendering.
-//! - `sources/`, `transforms/`, `sinks/`: one component per file, config
-//!   beside runtime; each folder's `mod.rs` lists its kinds in `COMPONENTS`.
-//! - `model/`: the physics model of the unit cooler, engineering units.
+//!   graph rendering, components' state files (`state`).
+//! - `sources/` (simulator, mqtt_ingest, engine_events), `transforms/`
+//!   (predictor, drift_monitor, alerter), `sinks/` (file, log, mqtt_publish,
+//!   `api/` with the dashboard): one component per file (the API is a
+//!   folder), config beside runtime; each folder's `mod.rs` lists its kinds
+//!   in `COMPONENTS`.
+//! - `model/`: the physics model of the unit cooler, ONNX (tract) and tree
+//!   ensembles, model metadata and serving, engineering units.
+//! - `drift/`: drift statistics as pure functions (PSI, KS, Wasserstein,
+//!   JS, performance), the status rules, the report, the offline command.
 //! - `protocol/`: shared protocol clients (MQTT connection, embedded broker).
-//! - `metrics.rs`: the registry and the standard component metrics.
-//! - `server.rs`: the HTTP server (`/health`, `/ready`, `/metrics`).
+//! - `metrics.rs`: the registry and every metric the engine exports.
+//! - `server.rs`: the HTTP server (`/health`, `/ready`, `/metrics`, and the
+//!   routes components mount, such as the API's).
 //! - `testkit.rs`: engine-exercising components for tests and benches.
 //! - `engine.rs`: runs a pipeline with its server until it ends or is stopped.
 //!
