@@ -114,9 +114,14 @@ impl<T> EdgeSender<T> {
         // hand over one reading at a time take it for every message.
         let sh = &*self.shared;
         let mut item = Some(item);
+        // First try without registering for "not full": registering takes
+        // the Notify's own lock, and an edge with room is the common case.
+        let mut registered = false;
         loop {
             let mut notified = pin!(sh.not_full.notified());
-            notified.as_mut().enable();
+            if registered {
+                notified.as_mut().enable();
+            }
             {
                 let mut st = sh.lock();
                 if st.receiver_closed {
@@ -141,7 +146,13 @@ impl<T> EdgeSender<T> {
                 sh.bell.notify_one();
                 return Ok(());
             }
-            notified.await;
+            if registered {
+                notified.await;
+            } else {
+                // Full: register, then look again before waiting, so room
+                // made in between is not missed.
+                registered = true;
+            }
         }
     }
 
@@ -338,6 +349,11 @@ impl<T> Inbox<T> {
     ///
     /// Cancel-safe: nothing is taken from an edge unless this returns.
     pub async fn recv_many(&mut self, buf: &mut Vec<T>, max: usize) -> usize {
+        // Fast path: take what is there without registering on the bell.
+        let (n, done) = self.try_recv_many(buf, max);
+        if n > 0 || done {
+            return n;
+        }
         let bell = self.bell.clone();
         loop {
             let mut rung = pin!(bell.notified());
