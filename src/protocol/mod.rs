@@ -1,3 +1,4 @@
 //! Protocol clients shared by the components that speak them.
 
+pub mod bacnet;
 pub mod mqtt;
