@@ -40,6 +40,7 @@ fn frames() -> Vec<Envelope> {
                 ucaot: Some(v[6]),
                 ucwot: Some(v[7]),
                 ucaf: Some(v[8]),
+                quality: None,
             }))
         })
         .take(BATCH)

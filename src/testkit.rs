@@ -32,6 +32,7 @@ pub fn frame(i: u64) -> Message {
         ucaot: None,
         ucwot: None,
         ucaf: None,
+        quality: None,
     })
 }
 

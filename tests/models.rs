@@ -80,6 +80,7 @@ fn frame_of(row: &[f64], unit: &str) -> SensorFrame {
         ucaot: row.get(6).copied(),
         ucwot: row.get(7).copied(),
         ucaf: row.get(8).copied(),
+        quality: None,
     }
 }
 

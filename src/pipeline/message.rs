@@ -65,7 +65,16 @@ pub struct SensorFrame {
     /// Measured air flow, m³/h.
     #[serde(rename = "UCAF", default, skip_serializing_if = "Option::is_none")]
     pub ucaf: Option<f64>,
+    /// Points the source could not vouch for, by feature name, with why:
+    /// `fault (communicationFailure)`, `out of service`, ... (a BACnet
+    /// point's status flags and reliability). An input listed here is not
+    /// used for a prediction; a measured output listed here is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Box<PointQuality>>,
 }
+
+/// Per feature, why a source's reading of it is not trustworthy.
+pub type PointQuality = std::collections::BTreeMap<String, String>;
 
 impl SensorFrame {
     /// The six inputs in [`INPUT_FEATURES`] order.

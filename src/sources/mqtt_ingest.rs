@@ -589,6 +589,7 @@ impl Mapper {
             ucaot: vals[6],
             ucwot: vals[7],
             ucaf: vals[8],
+            quality: None,
         })
     }
 }

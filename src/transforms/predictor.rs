@@ -61,6 +61,9 @@ pub const DESCRIPTOR: ComponentDescriptor = ComponentDescriptor {
 /// `twinflow_predictor_rejected_inputs_total` and the dead letter's `reason`.
 const NON_FINITE: &str = "non_finite_input";
 const OUT_OF_RANGE: &str = "input_out_of_range";
+/// Dead-letter reason of a frame whose source marked an input unusable
+/// (a BACnet point in fault or out of service).
+const INPUT_FAULT: &str = "input_fault";
 /// Alert codes this component emits.
 pub const INPUT_OUT_OF_RANGE: &str = "INPUT_OUT_OF_RANGE";
 pub const MODEL_SWAPPED: &str = "MODEL_SWAPPED";
@@ -396,6 +399,7 @@ impl ComponentConfig for PredictorConfig {
             latency: None,
             rejected_nan: rejected(NON_FINITE),
             rejected_range: rejected(OUT_OF_RANGE),
+            rejected_fault: rejected(INPUT_FAULT),
             flagged_units: HashMap::new(),
             rows: Vec::new(),
             outputs: Vec::new(),
@@ -441,6 +445,7 @@ pub struct Predictor {
     latency: Option<Histogram>,
     rejected_nan: IntCounter,
     rejected_range: IntCounter,
+    rejected_fault: IntCounter,
     /// Per unit, the inputs flagged in its last screened frame: an event is
     /// raised when the set changes, and resolved when it empties, rather
     /// than one per frame.
@@ -536,6 +541,19 @@ impl Predictor {
     /// emits the INPUT_OUT_OF_RANGE event when the unit's flags change.
     fn screen(&mut self, f: &SensorFrame, out: &mut Emitter) -> Screened {
         let x = f.inputs();
+        // A value its source marked as not to be trusted is never predicted
+        // from, whatever it reads.
+        let faulty = f
+            .quality
+            .as_deref()
+            .and_then(|q| q.iter().find(|(n, _)| INPUT_FEATURES.contains(&n.as_str())));
+        if let Some((name, why)) = faulty {
+            self.rejected_fault.inc();
+            return Screened::Reject(ComponentError::new(
+                INPUT_FAULT,
+                format!("unit {}: input {name} is not usable: {why}", f.unit),
+            ));
+        }
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
             self.rejected_nan.inc();
             return Screened::Reject(ComponentError::new(
@@ -943,6 +961,7 @@ impl Processor for Predictor {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
+    use crate::pipeline::message::PointQuality;
 
     fn build(cfg: &PredictorConfig) -> Box<dyn Processor> {
         let metrics = Metrics::new();
@@ -976,6 +995,7 @@ mod tests {
             ucaot: Some(16.0),
             ucwot: None,
             ucaf: None,
+            quality: None,
         };
         edit(&mut f);
         Arc::new(Message::Frame(f))
@@ -1033,6 +1053,31 @@ mod tests {
         assert_eq!(e.reason, "non_finite_input");
         assert!(e.message.contains("UCWIT"), "{}", e.message);
         assert!(em.out.is_empty(), "no prediction and no event for a NaN");
+    }
+
+    #[tokio::test]
+    async fn an_input_its_source_marked_faulty_is_not_predicted_from() {
+        let mut p = predictor();
+        let mut em = Emitter::default();
+        let bad = frame_with(|f| {
+            f.quality = Some(Box::new(PointQuality::from([(
+                "UCWF".to_string(),
+                "fault (communicationFailure)".to_string(),
+            )])))
+        });
+        let e = p.process(&bad, &mut em).await.unwrap_err();
+        assert_eq!(e.reason, "input_fault");
+        assert!(e.message.contains("UCWF") && e.message.contains("communicationFailure"));
+        assert!(em.out.is_empty());
+        // A marked measured output does not stop the prediction.
+        let measured_only = frame_with(|f| {
+            f.quality = Some(Box::new(PointQuality::from([(
+                "UCAOT".to_string(),
+                "out of service".to_string(),
+            )])))
+        });
+        p.process(&measured_only, &mut em).await.unwrap();
+        assert_eq!(predictions(&em).len(), 1);
     }
 
     #[tokio::test]

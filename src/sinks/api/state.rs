@@ -457,6 +457,7 @@ mod tests {
             ucaot: Some(16.0),
             ucwot: None,
             ucaf: None,
+            quality: None,
         })
     }
 
