@@ -54,6 +54,11 @@ pub struct Metrics {
     pub drift_feature_status: prometheus::GaugeVec,
     pub drift_status: prometheus::GaugeVec,
     pub model_error: prometheus::GaugeVec,
+    pub bacnet_device_online: IntGaugeVec,
+    pub bacnet_request_duration: HistogramVec,
+    pub bacnet_request_failures: IntCounterVec,
+    pub bacnet_point_faults: IntCounterVec,
+    pub bacnet_writes: IntCounterVec,
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -150,6 +155,22 @@ impl Metrics {
         reg.register(Box::new(prediction_latency.clone()))
             .expect("unique metric");
 
+        // BACnet round trips on a LAN take milliseconds; a dead device
+        // takes the whole timeout.
+        let bacnet_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "twinflow_bacnet_request_duration_seconds",
+                "BACnet confirmed request round trips, by device and service (rpm, rp, write).",
+            )
+            .buckets(vec![
+                1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["component_id", "device", "service"],
+        )
+        .expect("valid metric");
+        reg.register(Box::new(bacnet_request_duration.clone()))
+            .expect("unique metric");
+
         let uf = ["unit", "feature"];
         Arc::new(Metrics {
             drift_psi: float_gauge_vec(&reg, "twinflow_drift_psi", "Population stability index of the last window, per unit and feature.", &uf),
@@ -161,6 +182,31 @@ impl Metrics {
             model_error: float_gauge_vec(&reg, "twinflow_model_error", "Model error over the last window per unit and output (metric: mae, rmse, r2).", &["unit", "output", "metric"]),
             mqtt_publish_latency,
             prediction_latency,
+            bacnet_request_duration,
+            bacnet_device_online: gauge_vec(
+                &reg,
+                "twinflow_bacnet_device_online",
+                "1 while the BACnet device answers, 0 once it is offline (DEVICE_OFFLINE).",
+                &["component_id", "device", "unit"],
+            ),
+            bacnet_request_failures: counter_vec(
+                &reg,
+                "twinflow_bacnet_request_failures_total",
+                "BACnet requests that failed, by device and reason (timeout, error).",
+                &["component_id", "device", "reason"],
+            ),
+            bacnet_point_faults: counter_vec(
+                &reg,
+                "twinflow_bacnet_point_faults_total",
+                "Point readings not used as read: fault, out_of_service, unreadable, units.",
+                &["component_id", "device", "reason"],
+            ),
+            bacnet_writes: counter_vec(
+                &reg,
+                "twinflow_bacnet_writes_total",
+                "BACnet writes by outcome (written, skipped_deadband, relinquished, failed, verify_failed).",
+                &["component_id", "device", "outcome"],
+            ),
             alerts_active: gauge_vec(
                 &reg,
                 "twinflow_alerts_active",

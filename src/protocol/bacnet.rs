@@ -11,14 +11,35 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::str::FromStr;
 
-use bacnet_types::enums::{EngineeringUnits, ObjectType};
-use bacnet_types::primitives::ObjectIdentifier;
+use std::time::Duration;
+
+use bacnet_client::client::BACnetClient;
+use bacnet_transport::bip::BipTransport;
+use bacnet_types::enums::{EngineeringUnits, ObjectType, PropertyIdentifier};
+use bacnet_types::primitives::{ObjectIdentifier, PropertyValue};
 use serde::{Deserialize, Deserializer};
 
 use crate::model::units::Quantity;
 
 /// The standard BACnet/IP UDP port (0xBAC0).
 pub const DEFAULT_PORT: u16 = 47808;
+
+/// The default object map (DESIGN.md): the six inputs are analogInput
+/// 0..5, the measured outputs analogInput 6..8, and the predictions
+/// commandable analogValue 0..3. Every point is configurable per device.
+pub const INPUT_POINTS: [(&str, u32); 6] = [
+    ("UCWIT", 0),
+    ("UCAIT", 1),
+    ("UCWF", 2),
+    ("UCAIH", 3),
+    ("AMBT", 4),
+    ("UCTSP", 5),
+];
+/// Measured outputs, analogInput instances.
+pub const MEASURED_POINTS: [(&str, u32); 3] = [("UCAOT", 6), ("UCWOT", 7), ("UCAF", 8)];
+/// Predictions, commandable analogValue instances.
+pub const PREDICTION_POINTS: [(&str, u32); 4] =
+    [("UCAOT", 0), ("UCWOT", 1), ("UCAF", 2), ("Q_thermal", 3)];
 
 /// Errors of the BACnet layer; each names the device it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +273,475 @@ pub fn reliability_name(code: u32) -> String {
         .name()
         .map(camel)
         .unwrap_or_else(|| format!("reliability({code})"))
+}
+
+// ---------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------
+
+/// A device as the client addresses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Device {
+    pub id: u32,
+    pub addr: DeviceAddress,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "device {} at {}", self.id, self.addr)
+    }
+}
+
+/// One property to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PropRead {
+    pub object: ObjectRef,
+    pub property: PropertyIdentifier,
+}
+
+impl PropRead {
+    pub fn new(object: ObjectRef, property: PropertyIdentifier) -> PropRead {
+        PropRead { object, property }
+    }
+}
+
+/// How one property read went: the value, or the device's error for it
+/// (`unknown-property`, ...). A device that does not answer at all is a
+/// [`BacnetError`] for the whole read instead.
+pub type PropResult = Result<PropertyValue, String>;
+
+/// Whether to read with ReadPropertyMultiple.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RpmMode {
+    /// ReadPropertyMultiple, falling back to ReadProperty for good when the
+    /// device rejects it.
+    #[default]
+    Auto,
+    /// ReadPropertyMultiple only; a rejection is an error.
+    Always,
+    /// ReadProperty, one property per request.
+    Never,
+}
+
+/// What the client has learned about one device: whether it takes
+/// ReadPropertyMultiple and how large an answer it may send.
+#[derive(Debug, Clone)]
+pub struct DeviceLink {
+    pub device: Device,
+    pub rpm: RpmMode,
+    /// Whether ReadPropertyMultiple is (still) used.
+    use_rpm: bool,
+    /// The device's Max_APDU_Length_Accepted, once read (or configured).
+    pub max_apdu: Option<u16>,
+    /// Properties per ReadPropertyMultiple request; lowered when the device
+    /// aborts an answer as too long.
+    props_per_request: usize,
+}
+
+/// Response bytes budgeted per object and per property when a
+/// ReadPropertyMultiple is split to fit the device's max APDU: object
+/// identifier and list tags; property identifier, value tags and a value of
+/// up to 5 octets (REAL, BIT STRING, ENUMERATED), with margin.
+const RPM_OBJECT_BYTES: usize = 8;
+const RPM_PROPERTY_BYTES: usize = 12;
+const RPM_HEADER_BYTES: usize = 4;
+
+impl DeviceLink {
+    pub fn new(device: Device, rpm: RpmMode, max_apdu: Option<u16>) -> DeviceLink {
+        DeviceLink {
+            device,
+            rpm,
+            use_rpm: rpm != RpmMode::Never,
+            max_apdu,
+            props_per_request: usize::MAX,
+        }
+    }
+
+    /// Whether reads currently go out as ReadPropertyMultiple.
+    pub fn uses_rpm(&self) -> bool {
+        self.use_rpm
+    }
+
+    /// Splits `reads` into ReadPropertyMultiple requests whose answers fit
+    /// the device's max APDU (480 octets, the smallest B/IP devices take,
+    /// until it is known).
+    fn chunks(&self, reads: &[PropRead]) -> Vec<std::ops::Range<usize>> {
+        let budget = usize::from(self.max_apdu.unwrap_or(480)).saturating_sub(RPM_HEADER_BYTES);
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut used = 0;
+        for (i, r) in reads.iter().enumerate() {
+            let new_object = i == start || reads[i - 1].object != r.object;
+            let cost = RPM_PROPERTY_BYTES + if new_object { RPM_OBJECT_BYTES } else { 0 };
+            if i > start && (used + cost > budget || i - start >= self.props_per_request) {
+                out.push(start..i);
+                start = i;
+                used = RPM_OBJECT_BYTES + RPM_PROPERTY_BYTES;
+            } else {
+                used += cost;
+            }
+        }
+        if start < reads.len() {
+            out.push(start..reads.len());
+        }
+        out
+    }
+}
+
+/// A BACnet/IP client: one UDP port, any number of devices.
+pub struct Client {
+    inner: BACnetClient<BipTransport>,
+    /// Outer bound on one request, retries included.
+    deadline: Duration,
+}
+
+/// How a request failed, for deciding what to do next.
+enum Failure {
+    /// No answer within the deadline.
+    Timeout,
+    /// The device refused the service itself (Reject, or an Error of
+    /// class `services`): worth falling back.
+    Refused(String),
+    /// The device aborted because the answer would be too long.
+    TooLong(String),
+    /// Anything else.
+    Other(String),
+}
+
+fn classify(e: bacnet_types::error::Error) -> Failure {
+    use bacnet_types::enums::{AbortReason, ErrorClass};
+    use bacnet_types::error::{Error as E, RemoteError as R};
+    match &e {
+        E::Timeout(_) => Failure::Timeout,
+        E::Remote(R::Reject { .. }) => Failure::Refused(e.to_string()),
+        E::Remote(R::Error { class, .. }) if *class == ErrorClass::SERVICES => {
+            Failure::Refused(e.to_string())
+        }
+        E::Remote(R::Abort { reason })
+            if *reason == AbortReason::SEGMENTATION_NOT_SUPPORTED
+                || *reason == AbortReason::BUFFER_OVERFLOW
+                || *reason == AbortReason::APDU_TOO_LONG =>
+        {
+            Failure::TooLong(e.to_string())
+        }
+        _ => Failure::Other(e.to_string()),
+    }
+}
+
+impl Client {
+    /// Opens the client's UDP port (`0.0.0.0:0` for any interface and an
+    /// ephemeral port). `apdu_timeout` and `retries` apply to each request.
+    pub async fn bind(
+        local: SocketAddrV4,
+        apdu_timeout: Duration,
+        retries: u8,
+    ) -> Result<Client, BacnetError> {
+        let inner = BACnetClient::bip_builder()
+            .interface(*local.ip())
+            .port(local.port())
+            .apdu_timeout_ms(apdu_timeout.as_millis().max(1) as u64)
+            .apdu_retries(retries)
+            .build()
+            .await
+            .map_err(|e| BacnetError::Bind {
+                addr: local.to_string(),
+                why: e.to_string(),
+            })?;
+        Ok(Client {
+            inner,
+            deadline: apdu_timeout * (u32::from(retries) + 1) + Duration::from_millis(250),
+        })
+    }
+
+    /// The local UDP address, once bound.
+    pub fn local_addr(&self) -> Option<DeviceAddress> {
+        DeviceAddress::from_mac(self.inner.local_mac())
+    }
+
+    /// Closes the port.
+    pub async fn stop(&mut self) {
+        let _ = self.inner.stop().await;
+    }
+
+    async fn timed<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, bacnet_types::error::Error>>,
+    ) -> Result<T, Failure> {
+        match tokio::time::timeout(self.deadline, fut).await {
+            Err(_) => Err(Failure::Timeout),
+            Ok(r) => r.map_err(classify),
+        }
+    }
+
+    fn error(dev: &Device, what: &str, f: Failure) -> BacnetError {
+        match f {
+            Failure::Timeout => BacnetError::Timeout {
+                device: dev.id,
+                addr: dev.addr,
+                what: what.to_string(),
+            },
+            Failure::Refused(why) | Failure::TooLong(why) | Failure::Other(why) => {
+                BacnetError::Request {
+                    device: dev.id,
+                    addr: dev.addr,
+                    what: what.to_string(),
+                    why,
+                }
+            }
+        }
+    }
+
+    /// Reads one property with ReadProperty.
+    pub async fn read_property(
+        &self,
+        dev: &Device,
+        read: PropRead,
+    ) -> Result<PropResult, BacnetError> {
+        match self.read_one(dev, read).await {
+            Ok(v) => Ok(Ok(v)),
+            Err(Failure::Timeout) => Err(Self::error(dev, "ReadProperty", Failure::Timeout)),
+            Err(Failure::Refused(w) | Failure::TooLong(w) | Failure::Other(w)) => Ok(Err(w)),
+        }
+    }
+
+    async fn read_one(&self, dev: &Device, read: PropRead) -> Result<PropertyValue, Failure> {
+        let ack = self
+            .timed(
+                self.inner
+                    .read_property(&dev.addr.mac(), read.object.0, read.property, None),
+            )
+            .await?;
+        decode_value(&ack.property_value).map_err(Failure::Other)
+    }
+
+    /// Reads the device's Max_APDU_Length_Accepted into the link, when not
+    /// known yet. A device that does not answer is an error.
+    pub async fn learn_max_apdu(&self, link: &mut DeviceLink) -> Result<u16, BacnetError> {
+        if let Some(m) = link.max_apdu {
+            return Ok(m);
+        }
+        let dev = link.device;
+        let read = PropRead::new(
+            ObjectRef::new(ObjectType::DEVICE, dev.id),
+            PropertyIdentifier::MAX_APDU_LENGTH_ACCEPTED,
+        );
+        let m = match self.read_property(&dev, read).await? {
+            Ok(v) => as_f64(&v).map_or(480, |m| m.clamp(50.0, 1476.0) as u16),
+            // An answer without it: assume the smallest B/IP size.
+            Err(why) => {
+                tracing::warn!(%dev, %why, "could not read max-apdu-length-accepted; assuming 480");
+                480
+            }
+        };
+        link.max_apdu = Some(m);
+        Ok(m)
+    }
+
+    /// Reads `reads` from the link's device: ReadPropertyMultiple split to
+    /// fit its max APDU, or ReadProperty one by one when the device does
+    /// not take RPM (learned once, then remembered). Results come back in
+    /// `reads` order. A device that does not answer is an error for the
+    /// whole read.
+    pub async fn read(
+        &self,
+        link: &mut DeviceLink,
+        reads: &[PropRead],
+    ) -> Result<Vec<PropResult>, BacnetError> {
+        let dev = link.device;
+        if link.use_rpm {
+            let mut out = Vec::with_capacity(reads.len());
+            let mut i = 0;
+            'chunks: while i < reads.len() {
+                let chunk = link.chunks(&reads[i..]);
+                let r = chunk[0].clone();
+                let part = &reads[i + r.start..i + r.end];
+                match self.rpm(&dev, part).await {
+                    Ok(v) => {
+                        out.extend(v);
+                        i += r.end;
+                    }
+                    Err(Failure::TooLong(why)) if part.len() > 1 => {
+                        link.props_per_request = (part.len() / 2).max(1);
+                        tracing::info!(%dev, %why, per_request = link.props_per_request,
+                            "answer too long; splitting ReadPropertyMultiple further");
+                        continue 'chunks;
+                    }
+                    Err(Failure::Refused(why) | Failure::TooLong(why))
+                        if link.rpm == RpmMode::Auto =>
+                    {
+                        tracing::warn!(%dev, %why,
+                            "device refused ReadPropertyMultiple; using ReadProperty from now on");
+                        link.use_rpm = false;
+                        break 'chunks;
+                    }
+                    Err(f) => return Err(Self::error(&dev, "ReadPropertyMultiple", f)),
+                }
+            }
+            if link.use_rpm {
+                return Ok(out);
+            }
+        }
+        let mut out = Vec::with_capacity(reads.len());
+        for r in reads {
+            out.push(self.read_property(&dev, *r).await?);
+        }
+        Ok(out)
+    }
+
+    async fn rpm(&self, dev: &Device, reads: &[PropRead]) -> Result<Vec<PropResult>, Failure> {
+        use bacnet_types::constructed::{PropertyReference, ReadAccessSpecification};
+        let mut specs: Vec<ReadAccessSpecification> = Vec::new();
+        for r in reads {
+            let pref = PropertyReference {
+                property_identifier: r.property,
+                property_array_index: None,
+            };
+            match specs.last_mut() {
+                Some(s) if s.object_identifier == r.object.0 => {
+                    s.list_of_property_references.push(pref)
+                }
+                _ => specs.push(ReadAccessSpecification {
+                    object_identifier: r.object.0,
+                    list_of_property_references: vec![pref],
+                }),
+            }
+        }
+        let ack = self
+            .timed(self.inner.read_property_multiple(&dev.addr.mac(), specs))
+            .await?;
+        let mut found: std::collections::HashMap<PropRead, PropResult> = Default::default();
+        for obj in ack.list_of_read_access_results {
+            for e in obj.list_of_results {
+                let key = PropRead::new(ObjectRef(obj.object_identifier), e.property_identifier);
+                let v = match (e.property_value, e.error) {
+                    (Some(bytes), _) => decode_value(&bytes),
+                    (None, Some((class, code))) => Err(format!("{class}: {code}")),
+                    (None, None) => Err("empty result".to_string()),
+                };
+                found.insert(key, v);
+            }
+        }
+        Ok(reads
+            .iter()
+            .map(|r| {
+                found
+                    .remove(r)
+                    .unwrap_or_else(|| Err("missing from the answer".to_string()))
+            })
+            .collect())
+    }
+
+    /// Writes Present_Value at `priority`: a REAL, or Null (`None`) to
+    /// relinquish the slot.
+    pub async fn write_present_value(
+        &self,
+        dev: &Device,
+        object: ObjectRef,
+        value: Option<f32>,
+        priority: u8,
+    ) -> Result<(), BacnetError> {
+        let v = value.map_or(PropertyValue::Null, PropertyValue::Real);
+        let mut buf = bytes::BytesMut::new();
+        bacnet_encoding::primitives::encode_property_value(&mut buf, &v).map_err(|e| {
+            BacnetError::Request {
+                device: dev.id,
+                addr: dev.addr,
+                what: format!("WriteProperty {object}"),
+                why: e.to_string(),
+            }
+        })?;
+        self.timed(self.inner.write_property(
+            &dev.addr.mac(),
+            object.0,
+            PropertyIdentifier::PRESENT_VALUE,
+            None,
+            buf.to_vec(),
+            Some(priority),
+        ))
+        .await
+        .map_err(|f| Self::error(dev, &format!("WriteProperty {object}"), f))
+    }
+
+    /// Reads an object's Priority_Array: 16 slots, each empty or a number.
+    pub async fn read_priority_array(
+        &self,
+        dev: &Device,
+        object: ObjectRef,
+    ) -> Result<Vec<Option<f64>>, BacnetError> {
+        let what = format!("ReadProperty {object} priority-array");
+        let ack = self
+            .timed(self.inner.read_property(
+                &dev.addr.mac(),
+                object.0,
+                PropertyIdentifier::PRIORITY_ARRAY,
+                None,
+            ))
+            .await
+            .map_err(|f| Self::error(dev, &what, f))?;
+        let mut slots = Vec::with_capacity(16);
+        let mut at = 0;
+        let data = &ack.property_value;
+        while at < data.len() {
+            let (v, next) = bacnet_encoding::primitives::decode_application_value(data, at)
+                .map_err(|e| BacnetError::Request {
+                    device: dev.id,
+                    addr: dev.addr,
+                    what: what.clone(),
+                    why: e.to_string(),
+                })?;
+            slots.push(as_f64(&v));
+            at = next;
+        }
+        Ok(slots)
+    }
+
+    /// Subscribes, unconfirmed, to COV notifications of `object` for
+    /// `lifetime` (which must be renewed before it ends).
+    pub async fn subscribe_cov(
+        &self,
+        dev: &Device,
+        object: ObjectRef,
+        process_id: u32,
+        lifetime: Duration,
+    ) -> Result<(), BacnetError> {
+        let secs = lifetime.as_secs().clamp(1, u64::from(u32::MAX)) as u32;
+        self.timed(self.inner.subscribe_cov(
+            &dev.addr.mac(),
+            process_id,
+            object.0,
+            false,
+            Some(secs),
+        ))
+        .await
+        .map_err(|f| Self::error(dev, &format!("SubscribeCOV {object}"), f))
+    }
+
+    /// Every COV notification the client receives.
+    pub fn cov_notifications(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<bacnet_client::client::ReceivedCOVNotification> {
+        self.inner.cov_notifications()
+    }
+}
+
+/// Decodes one application-tagged value.
+pub fn decode_value(bytes: &[u8]) -> Result<PropertyValue, String> {
+    bacnet_encoding::primitives::decode_application_value(bytes, 0)
+        .map(|(v, _)| v)
+        .map_err(|e| format!("undecodable value: {e}"))
+}
+
+/// A numeric value as f64 (REAL, DOUBLE, Unsigned, Signed, ENUMERATED).
+pub fn as_f64(v: &PropertyValue) -> Option<f64> {
+    match v {
+        PropertyValue::Real(x) => Some(f64::from(*x)),
+        PropertyValue::Double(x) => Some(*x),
+        PropertyValue::Unsigned(x) => Some(*x as f64),
+        PropertyValue::Signed(x) => Some(f64::from(*x)),
+        PropertyValue::Enumerated(x) => Some(f64::from(*x)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

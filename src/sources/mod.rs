@@ -2,6 +2,7 @@
 
 use crate::pipeline::component::ComponentDescriptor;
 
+pub mod bacnet_poller;
 pub mod engine_events;
 pub mod mqtt_ingest;
 pub mod simulator;
@@ -11,4 +12,5 @@ pub const COMPONENTS: &[ComponentDescriptor] = &[
     simulator::DESCRIPTOR,
     mqtt_ingest::DESCRIPTOR,
     engine_events::DESCRIPTOR,
+    bacnet_poller::DESCRIPTOR,
 ];
