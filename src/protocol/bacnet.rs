@@ -231,6 +231,12 @@ pub fn unit_name(u: EngineeringUnits) -> Option<&'static str> {
     UNIT_NAMES.iter().find(|(e, _)| *e == u).map(|(_, n)| *n)
 }
 
+/// The conversion from a BACnet unit to a quantity's canonical unit, when
+/// the unit is one of that quantity's.
+pub fn conversion(q: Quantity, u: Units) -> Option<crate::model::units::Conversion> {
+    unit_name(u.0).and_then(|n| crate::model::units::conversion(q, n).ok())
+}
+
 /// The BACnet engineering unit of a quantity's canonical twinflow unit
 /// (°C, L/min, %RH, m³/h, kW): what the simulated device and a default
 /// point map use.

@@ -3,6 +3,7 @@
 use crate::pipeline::component::ComponentDescriptor;
 
 pub mod api;
+pub mod bacnet_writer;
 pub mod file;
 pub mod log;
 pub mod mqtt_publish;
@@ -13,4 +14,5 @@ pub const COMPONENTS: &[ComponentDescriptor] = &[
     log::DESCRIPTOR,
     mqtt_publish::DESCRIPTOR,
     api::DESCRIPTOR,
+    bacnet_writer::DESCRIPTOR,
 ];

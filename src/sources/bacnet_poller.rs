@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::duration;
 use crate::metrics::Metrics;
-use crate::model::units::{self, Conversion, Quantity};
+use crate::model::units::{Conversion, Quantity};
 use crate::pipeline::component::{
     parse_config, BuildContext, Component, ComponentConfig, ComponentDescriptor, ComponentError,
     EngineEvents, Role, Source, SourceOutput,
@@ -293,7 +293,7 @@ impl ComponentConfig for BacnetPollerConfig {
                         problems.push(format!("{who}: point {name}: {e}"));
                     }
                     if let Some(u) = p.units {
-                        if conversion_of(q, u).is_none() {
+                        if bacnet::conversion(q, u).is_none() {
                             problems.push(format!(
                                 "{who}: point {name}: units {u} are not a {} unit twinflow converts ({})",
                                 q,
@@ -337,11 +337,6 @@ impl ComponentConfig for BacnetPollerConfig {
             errors: ctx.component_metrics.errors.clone(),
         })))
     }
-}
-
-/// A BACnet unit's conversion to a quantity's canonical unit.
-fn conversion_of(q: Quantity, u: Units) -> Option<Conversion> {
-    bacnet::unit_name(u.0).and_then(|n| units::conversion(q, n).ok())
 }
 
 /// One configured point, resolved.
@@ -726,7 +721,7 @@ impl DeviceWorker {
                     }
                     _ => p.expected,
                 };
-                match conversion_of(p.quantity, used) {
+                match bacnet::conversion(p.quantity, used) {
                     Some(c) => Calibration::Convert(c),
                     None => {
                         tracing::error!(%dev, object = %p.object, feature = p.feature,
