@@ -323,3 +323,108 @@ pub fn wait_exit(child: &mut Child, within: Duration) -> i32 {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A free loopback UDP port (bound, then released for the device to take).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn support(script: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(script)
+}
+
+/// A bacpypes3 BACnet/IP device (tests/support/bacnet_device.py) on a
+/// loopback port, with its stdin control channel.
+pub struct BacnetDevice {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    pub port: u16,
+    pub device_id: u32,
+}
+
+impl BacnetDevice {
+    pub fn start(port: u16, device_id: u32, extra: &[&str]) -> BacnetDevice {
+        let mut child = Command::new(python())
+            .arg(support("bacnet_device.py"))
+            .args(["--address", &format!("127.0.0.1/32:{port}")])
+            .args(["--device-id", &device_id.to_string()])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let ready = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the bacpypes3 device starts");
+        assert_eq!(ready["ready"], true, "{ready}");
+        BacnetDevice {
+            child,
+            stdin,
+            lines,
+            port,
+            device_id,
+        }
+    }
+
+    /// Sends one control command and returns the device's answer.
+    pub fn control(&mut self, cmd: serde_json::Value) -> serde_json::Value {
+        use std::io::Write;
+        writeln!(self.stdin, "{cmd}").unwrap();
+        self.stdin.flush().unwrap();
+        let answer = self
+            .lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the device answers its control channel");
+        assert_eq!(answer["ok"], true, "{cmd} → {answer}");
+        answer
+    }
+
+    /// SIGKILL: the device vanishes without a word.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BacnetDevice {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs tests/support/bacnet_client.py (bacpypes3) and returns its JSON.
+pub fn bacnet_client(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(support("bacnet_client.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bacnet_client.py {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bacnet_client.py {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
