@@ -15,16 +15,20 @@
 //!   (`channel`), the component traits (`component`), the registry of kinds,
 //!   the builder, the per-node runner and its actix actor, the supervisor,
 //!   graph rendering, components' state files (`state`).
-//! - `sources/` (simulator, mqtt_ingest, engine_events), `transforms/`
-//!   (predictor, drift_monitor, alerter), `sinks/` (file, log, mqtt_publish,
-//!   `api/` with the dashboard): one component per file (the API is a
+//! - `sources/` (simulator, mqtt_ingest, bacnet_poller, engine_events),
+//!   `transforms/` (predictor, drift_monitor, alerter), `sinks/` (file, log,
+//!   mqtt_publish, bacnet_writer, `api/` with the dashboard): one component per file (the API is a
 //!   folder), config beside runtime; each folder's `mod.rs` lists its kinds
 //!   in `COMPONENTS`.
 //! - `model/`: the physics model of the unit cooler, ONNX (tract) and tree
 //!   ensembles, model metadata and serving, engineering units.
 //! - `drift/`: drift statistics as pure functions (PSI, KS, Wasserstein,
 //!   JS, performance), the status rules, the report, the offline command.
-//! - `protocol/`: shared protocol clients (MQTT connection, embedded broker).
+//! - `protocol/`: shared protocol clients: MQTT (connection, embedded
+//!   broker), BACnet/IP (`bacnet`: addresses, objects, units, the client
+//!   with RPM splitting and fallback, COV) and the simulated unit-cooler
+//!   BACnet device (`bacnet_device`, for `twinflow simulate --bacnet` and
+//!   the simulator's `bacnet:` option).
 //! - `metrics.rs`: the registry and every metric the engine exports.
 //! - `server.rs`: the HTTP server (`/health`, `/ready`, `/metrics`, and the
 //!   routes components mount, such as the API's).

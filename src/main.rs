@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use twinflow::config::{load_pipeline, LogFormat, Settings};
 use twinflow::pipeline::graph;
+use twinflow::protocol::bacnet::DeviceAddress;
 
 #[derive(Parser)]
 #[command(
@@ -38,7 +39,7 @@ enum Command {
         #[arg(long)]
         dot: bool,
     },
-    /// Run simulated unit coolers standalone and write what their sensors read.
+    /// Run simulated unit coolers standalone: their readings as CSV, or served live as BACnet/IP devices.
     Simulate(SimulateArgs),
     /// Offline drift report: compare a current CSV with a reference CSV.
     Drift {
@@ -60,14 +61,25 @@ enum Command {
     },
 }
 
-/// Outputs are opt-in flags so that more (a BACnet/IP device, MQTT) can sit
-/// beside `--csv` later; at least one must be chosen.
+/// Outputs are opt-in flags so that more (MQTT) can sit beside them later;
+/// exactly one must be chosen: `--csv` generates a file as fast as it can,
+/// `--bacnet` serves the plant live until stopped.
 #[derive(clap::Args)]
 struct SimulateArgs {
     /// Write the frames as CSV (inputs, measured outputs, Q_thermal): training data.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bacnet")]
     csv: Option<PathBuf>,
-    /// Frames per unit.
+    /// Serve the plant live as a BACnet/IP device on ADDR (IPv4[:port], port 47808 by
+    /// default) until SIGINT/SIGTERM; unit i listens on port + i.
+    #[arg(long, value_name = "ADDR")]
+    bacnet: Option<DeviceAddress>,
+    /// `--bacnet`: device instance of the first unit; unit i is N + i.
+    #[arg(long, value_name = "N", default_value_t = 1234, requires = "bacnet")]
+    device_id: u32,
+    /// `--bacnet`: frames per second per unit (overrides the scenario file).
+    #[arg(long, requires = "bacnet")]
+    rate_hz: Option<f64>,
+    /// `--csv`: frames per unit.
     #[arg(long, default_value_t = 1000)]
     frames: usize,
     /// Number of units (overrides the scenario file).
@@ -81,10 +93,13 @@ struct SimulateArgs {
     scenario_file: Option<PathBuf>,
 }
 
-fn simulate(a: SimulateArgs) -> ExitCode {
+fn simulate(a: SimulateArgs, config: Option<&std::path::Path>) -> ExitCode {
     use twinflow::model::dataset;
+    if let Some(addr) = a.bacnet {
+        return simulate_bacnet(a, addr, config);
+    }
     let Some(csv) = a.csv else {
-        eprintln!("twinflow simulate: choose an output: --csv FILE");
+        eprintln!("twinflow simulate: choose an output: --csv FILE or --bacnet ADDR");
         return ExitCode::from(2);
     };
     let cfg = match dataset::simulator_settings(a.scenario_file.as_deref(), a.units, a.seed) {
@@ -100,6 +115,70 @@ fn simulate(a: SimulateArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
+            eprintln!("twinflow simulate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `twinflow simulate --bacnet`: the plant on the clock, served as BACnet
+/// devices, until SIGINT/SIGTERM (exit 0).
+fn simulate_bacnet(
+    a: SimulateArgs,
+    addr: DeviceAddress,
+    config: Option<&std::path::Path>,
+) -> ExitCode {
+    use twinflow::model::dataset;
+    use twinflow::sources::simulator::{serve_bacnet, SimulatorBacnet};
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("twinflow: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings);
+    let bacnet = SimulatorBacnet {
+        listen: addr,
+        device_id: a.device_id,
+    };
+    let cfg = match dataset::live_simulator_settings(
+        a.scenario_file.as_deref(),
+        a.units,
+        a.seed,
+        a.rate_hz,
+        bacnet,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("twinflow simulate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("twinflow simulate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async move {
+        let stop = CancellationToken::new();
+        let sig = stop.clone();
+        let signalled = wait_for_signal();
+        tokio::spawn(async move {
+            signalled.await;
+            sig.cancel();
+        });
+        serve_bacnet(&cfg, &stop).await
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("simulate: {e}");
             eprintln!("twinflow simulate: {e}");
             ExitCode::FAILURE
         }
@@ -129,7 +208,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     twinflow::protocol::mqtt::install_crypto_provider();
     match cli.command {
-        Command::Simulate(a) => simulate(a),
+        Command::Simulate(a) => simulate(a, cli.config.as_deref()),
         Command::Drift {
             reference,
             current,
@@ -242,24 +321,30 @@ fn main() -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
+/// Resolves at SIGINT or SIGTERM. The handlers are registered when this is
+/// called, not when the future is first polled, so a signal arriving in
+/// between is not lost. Call it inside the runtime.
+#[cfg(unix)]
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = int.recv() => tracing::info!("SIGINT received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+            },
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
-                return;
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-            _ = term.recv() => tracing::info!("SIGTERM received"),
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+#[cfg(not(unix))]
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

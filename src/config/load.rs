@@ -204,7 +204,7 @@ pub fn parse_pipeline(
         }
     }
 
-    let graph = validation::check(&doc, &mut errors);
+    let graph = validation::check(&doc, &configs, &mut errors);
     if !errors.is_empty() {
         errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
         return Err(fail(errors));

@@ -5,10 +5,11 @@
 //! cycles, message-type mismatches, misplaced inputs, invalid values.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::load::{ConfigError, EdgeSpec};
 use super::schema::PipelineDoc;
-use crate::pipeline::component::{ComponentDescriptor, Role};
+use crate::pipeline::component::{ComponentConfig, ComponentDescriptor, Role};
 use crate::pipeline::message::MessageKind;
 use crate::pipeline::registry;
 
@@ -20,8 +21,20 @@ pub struct Graph {
     pub inputs: Vec<Vec<EdgeSpec>>,
 }
 
-pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> {
+/// `configs` holds each node's parsed settings (`None` where they did not
+/// parse); they tell which nodes send nothing downstream.
+pub fn check(
+    doc: &PipelineDoc,
+    configs: &[Option<Arc<dyn ComponentConfig>>],
+    errors: &mut Vec<ConfigError>,
+) -> Option<Graph> {
     let start = errors.len();
+    let silent = |j: usize| {
+        configs
+            .get(j)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| !c.emits_messages())
+    };
     let default_cap = doc.channel_capacity.value;
     if default_cap <= 0 {
         errors.push(ConfigError::at(
@@ -168,6 +181,17 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
                     ),
                 )),
                 Some(&j) => {
+                    if silent(j) {
+                        errors.push(ConfigError::at(
+                            input.referenced,
+                            format!(
+                                "Input \"{}\" for node \"{id}\" sends nothing downstream: \
+                                 it is configured not to (emit_frames: false); read what it \
+                                 serves instead (e.g. with a bacnet_poller).",
+                                spec.from
+                            ),
+                        ));
+                    }
                     if let (Some(from), Some(to)) = (descriptors[j], desc) {
                         // A source given inputs is reported above.
                         if to.role != Role::Source && !from.emits.intersects(carried) {
@@ -192,11 +216,13 @@ pub fn check(doc: &PipelineDoc, errors: &mut Vec<ConfigError>) -> Option<Graph> 
         }
     }
 
-    // Sources and transforms whose output nobody reads.
+    // Sources and transforms whose output nobody reads (a node configured
+    // to send nothing needs no reader).
     for (j, n) in doc.nodes.iter().enumerate() {
         let Some(d) = descriptors[j] else { continue };
         let duplicate = index.get(n.value.id.value.as_str()) != Some(&j);
-        if duplicate || d.role == Role::Sink || upstream.iter().any(|u| u.contains(&j)) {
+        if duplicate || d.role == Role::Sink || silent(j) || upstream.iter().any(|u| u.contains(&j))
+        {
             continue;
         }
         errors.push(ConfigError::at(

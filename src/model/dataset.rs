@@ -1,4 +1,5 @@
-//! Training data: simulated frames written as CSV (`twinflow simulate --csv`).
+//! Training data: simulated frames written as CSV (`twinflow simulate --csv`),
+//! and the settings of the live simulated device (`twinflow simulate --bacnet`).
 //!
 //! The CSV carries what a unit's sensors would have logged: the six inputs,
 //! the measured outputs, and `Q_thermal` computed from the *measured* water
@@ -12,7 +13,7 @@ use std::path::Path;
 use crate::model::physics::{CP_W, RHO_W};
 use crate::pipeline::component::ComponentConfig;
 use crate::pipeline::message::SensorFrame;
-use crate::sources::simulator::{self, SimulatorConfig};
+use crate::sources::simulator::{self, SimulatorBacnet, SimulatorConfig};
 
 /// Columns of the training CSV, in order.
 pub const CSV_COLUMNS: [&str; 12] = [
@@ -65,20 +66,7 @@ pub fn simulator_settings(
     units: Option<usize>,
     seed: Option<u64>,
 ) -> Result<SimulatorConfig, DatasetError> {
-    let mut cfg = match scenario_file {
-        Some(p) => {
-            let path = p.display().to_string();
-            let text = std::fs::read_to_string(p).map_err(|source| DatasetError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            serde_saphyr::from_str::<SimulatorConfig>(&text).map_err(|e| DatasetError::Parse {
-                path,
-                message: e.to_string(),
-            })?
-        }
-        None => SimulatorConfig::default(),
-    };
+    let mut cfg = read_scenario_file(scenario_file)?;
     cfg.realtime = false;
     if cfg.start.is_none() {
         cfg.start = Some(
@@ -87,6 +75,51 @@ pub fn simulator_settings(
                 .to_utc(),
         );
     }
+    overrides(cfg, units, seed)
+}
+
+/// Simulator settings for `twinflow simulate --bacnet`: as
+/// [`simulator_settings`], but live: paced by the clock (`realtime: true`),
+/// starting now unless the file sets `start`, at `rate_hz` when given, and
+/// served as BACnet devices by `bacnet`.
+pub fn live_simulator_settings(
+    scenario_file: Option<&Path>,
+    units: Option<usize>,
+    seed: Option<u64>,
+    rate_hz: Option<f64>,
+    bacnet: SimulatorBacnet,
+) -> Result<SimulatorConfig, DatasetError> {
+    let mut cfg = read_scenario_file(scenario_file)?;
+    cfg.realtime = true;
+    if let Some(r) = rate_hz {
+        cfg.rate_hz = r;
+    }
+    cfg.bacnet = Some(bacnet);
+    overrides(cfg, units, seed)
+}
+
+/// The settings of a `simulator` node read from `scenario_file`, else the defaults.
+fn read_scenario_file(scenario_file: Option<&Path>) -> Result<SimulatorConfig, DatasetError> {
+    let Some(p) = scenario_file else {
+        return Ok(SimulatorConfig::default());
+    };
+    let path = p.display().to_string();
+    let text = std::fs::read_to_string(p).map_err(|source| DatasetError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_saphyr::from_str::<SimulatorConfig>(&text).map_err(|e| DatasetError::Parse {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// The command line's `units` and `seed` on top of the file; then validation.
+fn overrides(
+    mut cfg: SimulatorConfig,
+    units: Option<usize>,
+    seed: Option<u64>,
+) -> Result<SimulatorConfig, DatasetError> {
     if let Some(n) = units {
         cfg.units = Some(n);
         cfg.unit_ids = None;
@@ -191,5 +224,25 @@ mod tests {
         std::fs::write(&p, "no_such_key: 1\n").unwrap();
         let e = simulator_settings(Some(&p), None, None).unwrap_err();
         assert!(e.to_string().contains("no_such_key"), "{e}");
+    }
+
+    #[test]
+    fn live_settings_run_on_the_clock_and_serve_bacnet() {
+        let b = SimulatorBacnet::default();
+        let cfg = live_simulator_settings(None, Some(2), Some(3), Some(5.0), b).unwrap();
+        assert!(cfg.realtime);
+        assert_eq!(cfg.start, None, "starts now");
+        assert_eq!(cfg.rate_hz, 5.0);
+        assert_eq!(cfg.unit_ids(), ["uc-01", "uc-02"]);
+        assert_eq!(cfg.bacnet, Some(b));
+        let e = live_simulator_settings(None, None, None, Some(0.0), b).unwrap_err();
+        assert!(e.to_string().contains("rate_hz"), "{e}");
+        // A file asking for generated time is overruled: a device is live.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.yaml");
+        std::fs::write(&p, "realtime: false\nrate_hz: 2\n").unwrap();
+        let cfg = live_simulator_settings(Some(&p), None, None, None, b).unwrap();
+        assert!(cfg.realtime);
+        assert_eq!(cfg.rate_hz, 2.0);
     }
 }

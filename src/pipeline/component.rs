@@ -342,6 +342,13 @@ pub trait ComponentConfig: fmt::Debug + Send + Sync + 'static {
     fn as_any(&self) -> Option<&dyn Any> {
         None
     }
+
+    /// `false` for a node configured to send nothing downstream (a
+    /// simulator seen only through its BACnet devices): validation then
+    /// asks for no reader of it, and refuses one.
+    fn emits_messages(&self) -> bool {
+        true
+    }
 }
 
 /// One kind of component, as the registry knows it.

@@ -1,4 +1,5 @@
 //! Protocol clients shared by the components that speak them.
 
 pub mod bacnet;
+pub mod bacnet_device;
 pub mod mqtt;

@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::f64::consts::TAU;
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ use crate::pipeline::component::{
 use crate::pipeline::message::{
     KindSet, Message, MessageKind, SensorFrame, INPUT_FEATURES, OUTPUT_FEATURES,
 };
+use crate::protocol::bacnet::{DeviceAddress, DEFAULT_PORT};
+use crate::protocol::bacnet_device::SimulatedDevice;
 
 pub const DESCRIPTOR: ComponentDescriptor = ComponentDescriptor {
     type_name: "simulator",
@@ -97,7 +100,49 @@ pub struct SimulatorConfig {
     pub load: LoadConfig,
     /// What happens to the plant or its sensors over time; empty = steady.
     pub scenarios: Vec<Scenario>,
+    /// Also serve each unit as a BACnet/IP device (its controller, as
+    /// `twinflow simulate --bacnet` does): unit i is device `device_id + i`
+    /// on port `port + i`. Needs `realtime: true`. Default: no device.
+    pub bacnet: Option<SimulatorBacnet>,
+    /// `false`: send no frames downstream, so the plant is seen only through
+    /// its BACnet devices (needs `bacnet`; the node then needs no readers).
+    pub emit_frames: bool,
 }
+
+/// `bacnet:` of a `simulator` node: where its devices listen.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorBacnet {
+    /// IPv4 address and UDP port of the first unit's device (the port
+    /// defaults to 47808); unit i listens on port + i. Keep it on 127.0.0.1
+    /// unless the plant network should see the simulated devices.
+    pub listen: DeviceAddress,
+    /// Device instance of the first unit; unit i is `device_id + i`.
+    pub device_id: u32,
+}
+
+impl Default for SimulatorBacnet {
+    fn default() -> Self {
+        SimulatorBacnet {
+            listen: DeviceAddress(SocketAddrV4::new(Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
+            device_id: 1234,
+        }
+    }
+}
+
+impl SimulatorBacnet {
+    /// Address and device instance of unit `i`'s device (`None` past the
+    /// port or instance range; validation reports that).
+    pub fn for_unit(&self, i: usize) -> Option<(SocketAddrV4, u32)> {
+        let i16 = u16::try_from(i).ok()?;
+        let port = self.listen.0.port().checked_add(i16)?;
+        let id = self.device_id.checked_add(u32::try_from(i).ok()?)?;
+        (id <= MAX_DEVICE_INSTANCE).then(|| (SocketAddrV4::new(*self.listen.0.ip(), port), id))
+    }
+}
+
+/// The largest device instance BACnet allows (4194303 is "unconfigured").
+const MAX_DEVICE_INSTANCE: u32 = 4_194_302;
 
 impl Default for SimulatorConfig {
     fn default() -> Self {
@@ -113,6 +158,8 @@ impl Default for SimulatorConfig {
             physics: PhysicsParams::default(),
             load: LoadConfig::default(),
             scenarios: Vec::new(),
+            bacnet: None,
+            emit_frames: true,
         }
     }
 }
@@ -468,6 +515,44 @@ impl ComponentConfig for SimulatorConfig {
                 }
             }
         }
+        match &self.bacnet {
+            None if !self.emit_frames => problems
+                .push("emit_frames: false needs bacnet: the plant would be visible nowhere".into()),
+            None => {}
+            Some(b) => {
+                if !self.realtime {
+                    problems.push(
+                        "bacnet serves live devices, so it needs realtime: true (simulated \
+                         time running ahead of the clock would make no sense to a poller)"
+                            .into(),
+                    );
+                }
+                let listen = b.listen.0;
+                if listen.port() == 0 {
+                    problems.push(format!(
+                        "bacnet.listen {listen} needs a port: pollers must know where the \
+                         devices are (47808 is BACnet's)"
+                    ));
+                }
+                if listen.ip().is_multicast() || listen.ip().is_broadcast() {
+                    problems.push(format!(
+                        "bacnet.listen {listen} must be a unicast address (e.g. 127.0.0.1)"
+                    ));
+                }
+                let n = self.unit_ids().len();
+                if n > 0 && listen.port() != 0 && b.for_unit(n - 1).is_none() {
+                    problems.push(format!(
+                        "bacnet: {n} units need ports {}..{} and device ids {}..{}, past \
+                         the UDP port range or BACnet's largest device instance \
+                         ({MAX_DEVICE_INSTANCE})",
+                        listen.port(),
+                        u64::from(listen.port()) + n as u64 - 1,
+                        b.device_id,
+                        u64::from(b.device_id) + n as u64 - 1
+                    ));
+                }
+            }
+        }
         if self.max_frames == Some(0) {
             problems.push("max_frames must be at least 1 (omit it to run until stopped)".into());
         }
@@ -586,6 +671,10 @@ impl ComponentConfig for SimulatorConfig {
         }
     }
 
+    fn emits_messages(&self) -> bool {
+        self.emit_frames
+    }
+
     fn build(&self, ctx: &BuildContext) -> Result<Component, ComponentError> {
         let mut problems = Vec::new();
         self.validate(&mut problems);
@@ -602,6 +691,10 @@ impl ComponentConfig for SimulatorConfig {
             realtime: self.realtime,
             max_frames: self.max_frames,
             received: ctx.component_metrics.received.clone(),
+            bacnet: self.bacnet,
+            emit_frames: self.emit_frames,
+            unit_ids: self.unit_ids(),
+            id: ctx.id.clone(),
         })))
     }
 }
@@ -864,6 +957,7 @@ impl UnitState {
             ucaot: r[6],
             ucwot: r[7],
             ucaf: r[8],
+            quality: None,
         }
     }
 }
@@ -902,6 +996,50 @@ impl Plant {
     }
 }
 
+/// Runs the plant on the clock and serves each unit as a BACnet/IP device
+/// (`config.bacnet`, else its defaults) until `stop`, or until
+/// `max_frames`: `twinflow simulate --bacnet`. Validate `config` first.
+pub async fn serve_bacnet(
+    config: &SimulatorConfig,
+    stop: &CancellationToken,
+) -> Result<(), ComponentError> {
+    let b = config.bacnet.unwrap_or_default();
+    let period = Duration::try_from_secs_f64(1.0 / config.rate_hz).map_err(|e| {
+        ComponentError::new("invalid_config", format!("rate_hz {}: {e}", config.rate_hz))
+    })?;
+    let node = "simulate";
+    let mut devices = start_devices(node, &b, &config.unit_ids()).await?;
+    let mut plant = Plant::new(config);
+    let t0 = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval_at(t0, period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut k: u64 = 0;
+    let result = loop {
+        if config.max_frames.is_some_and(|max| k >= max) {
+            break Ok(());
+        }
+        let t = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break Ok(()),
+            at = ticker.tick() => at.saturating_duration_since(t0).as_secs_f64(),
+        };
+        let frames = plant.frames_at(t);
+        let mut failed = None;
+        for (d, f) in devices.iter_mut().zip(&frames) {
+            if let Err(e) = d.update(f).await {
+                failed = Some(ComponentError::new("bacnet_device", e.to_string()));
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+        k += 1;
+    };
+    stop_devices(node, devices).await;
+    result
+}
+
 /// The running `simulator` source.
 pub struct Simulator {
     plant: Plant,
@@ -910,6 +1048,57 @@ pub struct Simulator {
     realtime: bool,
     max_frames: Option<u64>,
     received: IntCounter,
+    bacnet: Option<SimulatorBacnet>,
+    emit_frames: bool,
+    unit_ids: Vec<String>,
+    /// The node id, for log lines.
+    id: Arc<str>,
+}
+
+/// One device per unit, in unit order, logged as it starts; on a failure
+/// the ones already started are stopped again. `node` names the caller in
+/// the log.
+async fn start_devices(
+    node: &str,
+    b: &SimulatorBacnet,
+    unit_ids: &[String],
+) -> Result<Vec<SimulatedDevice>, ComponentError> {
+    let mut devices: Vec<SimulatedDevice> = Vec::with_capacity(unit_ids.len());
+    for (i, unit) in unit_ids.iter().enumerate() {
+        let started = match b.for_unit(i) {
+            Some((addr, id)) => SimulatedDevice::start(addr, id, unit)
+                .await
+                .map_err(|e| ComponentError::new("bacnet_device", e.to_string())),
+            None => Err(ComponentError::new(
+                "invalid_config",
+                format!("bacnet: no port or device id left for unit {unit}"),
+            )),
+        };
+        match started {
+            Ok(d) => {
+                tracing::info!(
+                    "{node}: serving BACnet device {} on {} (unit {unit})",
+                    d.device_id(),
+                    d.address()
+                );
+                devices.push(d);
+            }
+            Err(e) => {
+                stop_devices(node, devices).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(devices)
+}
+
+async fn stop_devices(node: &str, devices: Vec<SimulatedDevice>) {
+    for d in devices {
+        let id = d.device_id();
+        if let Err(e) = d.stop().await {
+            tracing::warn!("{node}: stopping BACnet device {id}: {e}");
+        }
+    }
 }
 
 #[async_trait]
@@ -918,6 +1107,26 @@ impl Source for Simulator {
         &mut self,
         out: &mut SourceOutput<'_>,
         stop: &CancellationToken,
+    ) -> Result<(), ComponentError> {
+        let node = format!("simulator \"{}\"", self.id);
+        let mut devices = match self.bacnet {
+            Some(b) => start_devices(&node, &b, &self.unit_ids).await?,
+            None => Vec::new(),
+        };
+        let result = self.produce(out, stop, &mut devices).await;
+        // The devices live exactly as long as the node runs: a restart
+        // rebuilds the node, which binds the ports again.
+        stop_devices(&node, devices).await;
+        result
+    }
+}
+
+impl Simulator {
+    async fn produce(
+        &mut self,
+        out: &mut SourceOutput<'_>,
+        stop: &CancellationToken,
+        devices: &mut [SimulatedDevice],
     ) -> Result<(), ComponentError> {
         let t0 = tokio::time::Instant::now();
         let mut ticker = self.realtime.then(|| {
@@ -953,13 +1162,21 @@ impl Source for Simulator {
             if stop.is_cancelled() {
                 return Ok(());
             }
-            let batch: Vec<Envelope> = self
-                .plant
-                .frames_at(t)
+            let frames = self.plant.frames_at(t);
+            self.received.inc_by(frames.len() as u64);
+            for (d, f) in devices.iter_mut().zip(&frames) {
+                d.update(f)
+                    .await
+                    .map_err(|e| ComponentError::new("bacnet_device", e.to_string()))?;
+            }
+            if !self.emit_frames {
+                k += 1;
+                continue;
+            }
+            let batch: Vec<Envelope> = frames
                 .into_iter()
                 .map(|f| Envelope::new(Message::Frame(f)))
                 .collect();
-            self.received.inc_by(batch.len() as u64);
             tokio::select! {
                 biased;
                 // A batch cut short at shutdown is fine: nothing acknowledges it.
@@ -1479,5 +1696,162 @@ scenarios:
         assert!(frames[10..]
             .iter()
             .all(|f| f.ucaih > 100.0 && f.measured() == [None; 3]));
+    }
+
+    #[test]
+    fn bacnet_keys_parse_and_validate() {
+        let c = yaml("bacnet: {listen: \"127.0.0.1:47900\", device_id: 77}\nunits: 2");
+        let b = c.bacnet.unwrap();
+        assert_eq!(b.listen.to_string(), "127.0.0.1:47900");
+        assert_eq!(b.for_unit(1).unwrap().0.to_string(), "127.0.0.1:47901");
+        assert_eq!(b.for_unit(1).unwrap().1, 78);
+        assert!(c.emit_frames);
+        assert!(problems(&c).is_empty(), "{:?}", problems(&c));
+        // Defaults: the shipped pipelines' TWINFLOW_BACNET_DEVICE(_ID) defaults.
+        let d = yaml("bacnet: {}").bacnet.unwrap();
+        assert_eq!(d.listen.to_string(), "127.0.0.1:47808");
+        assert_eq!(d.device_id, 1234);
+        for bad in [
+            "bacnet: {listen: 127.0.0.1, port: 3}",
+            "bacnet: {device: 3}",
+        ] {
+            assert!(
+                serde_saphyr::from_str::<SimulatorConfig>(bad).is_err(),
+                "{bad}"
+            );
+        }
+
+        let cases: &[(&str, &str)] = &[
+            ("emit_frames: false", "needs bacnet"),
+            ("{bacnet: {}, realtime: false}", "realtime: true"),
+            ("bacnet: {listen: \"127.0.0.1:0\"}", "needs a port"),
+            ("bacnet: {listen: \"224.0.0.1:47808\"}", "unicast"),
+            (
+                "{units: 3, bacnet: {listen: \"127.0.0.1:65534\"}}",
+                "UDP port range",
+            ),
+            ("bacnet: {device_id: 4194303}", "largest device instance"),
+        ];
+        for (src, expected) in cases {
+            let p = problems(&yaml(src));
+            assert_eq!(p.len(), 1, "{src}: {p:?}");
+            assert!(p[0].contains(expected), "{src}: {p:?}");
+        }
+        assert!(problems(&yaml("{emit_frames: false, bacnet: {}}")).is_empty());
+    }
+
+    fn pipeline(sim: &str, extra: &str) -> Result<crate::config::load::PipelineSpec, String> {
+        let text = format!("name: t\nnodes:\n  - id: plant\n    type: simulator\n{sim}{extra}");
+        crate::config::load::parse_pipeline(&text, "t.yaml", std::path::Path::new("."), |_| None)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_silent_simulator_needs_no_reader_and_takes_none() {
+        let silent = "    emit_frames: false\n    bacnet: {listen: \"127.0.0.1:47901\"}\n";
+        assert!(
+            pipeline(silent, "").is_ok(),
+            "{:?}",
+            pipeline(silent, "").err()
+        );
+        // One that emits still needs a reader.
+        let e = pipeline("    bacnet: {listen: \"127.0.0.1:47901\"}\n", "").unwrap_err();
+        assert!(e.contains("is not an input of any node"), "{e}");
+        // And a silent one takes no reader: it would wait forever.
+        let reader = "  - id: out\n    type: log\n    inputs: [plant]\n";
+        let e = pipeline(silent, reader).unwrap_err();
+        assert!(
+            e.contains("\"plant\" for node \"out\" sends nothing"),
+            "{e}"
+        );
+        let e = pipeline("    emit_frames: false\n", "").unwrap_err();
+        assert!(e.contains("needs bacnet"), "{e}");
+    }
+
+    /// A pair of neighbouring free UDP ports on loopback.
+    fn free_udp_ports() -> u16 {
+        loop {
+            let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let p = a.local_addr().unwrap().port();
+            if p < u16::MAX && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+                return p;
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn the_node_serves_its_units_as_bacnet_devices_until_it_stops() {
+        use bacnet_client::client::BACnetClient;
+        use bacnet_types::enums::{ObjectType, PropertyIdentifier};
+        use bacnet_types::primitives::{ObjectIdentifier, PropertyValue};
+
+        let port = free_udp_ports();
+        let spec = pipeline(
+            &format!(
+                "    units: 2\n    rate_hz: 20\n    emit_frames: false\n    \
+                 bacnet: {{listen: \"127.0.0.1:{port}\", device_id: 9000}}\n"
+            ),
+            "",
+        )
+        .unwrap();
+        let settings = crate::config::Settings {
+            http_addr: "127.0.0.1:0".into(),
+            workers: 2,
+            ..Default::default()
+        };
+        let engine = crate::Engine::start(&spec, settings).unwrap();
+        let stop = CancellationToken::new();
+        let run = actix_rt::spawn(engine.run_until(stop.clone()));
+
+        let mut c = BACnetClient::bip_builder()
+            .interface(Ipv4Addr::LOCALHOST)
+            .port(0)
+            .apdu_timeout_ms(2000)
+            .build()
+            .await
+            .unwrap();
+        // The second unit is device 9001 on port + 1.
+        let mac = DeviceAddress(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port + 1)).mac();
+        let ucait = ObjectIdentifier::new(ObjectType::ANALOG_INPUT, 1).unwrap();
+        let dev = ObjectIdentifier::new(ObjectType::DEVICE, 9001).unwrap();
+        let read = |oid, prop| {
+            let c = &c;
+            async move {
+                let ack = c.read_property(&mac, oid, prop, None).await.ok()?;
+                bacnet_encoding::primitives::decode_application_value(&ack.property_value, 0)
+                    .ok()
+                    .map(|(v, _)| v)
+            }
+        };
+        // Its readings change with the plant (noise at least), frame by frame.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "UCAIT did not change: {seen:?}"
+            );
+            if let Some(PropertyValue::Real(v)) =
+                read(ucait, PropertyIdentifier::PRESENT_VALUE).await
+            {
+                if v != 0.0 && seen.last() != Some(&v) {
+                    seen.push(v);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(seen.iter().all(|v| (15.0..35.0).contains(v)), "{seen:?}");
+        assert_eq!(
+            read(dev, PropertyIdentifier::OBJECT_NAME).await,
+            Some(PropertyValue::CharacterString("uc-02".into()))
+        );
+
+        stop.cancel();
+        run.await.unwrap().expect("graceful stop");
+        // The devices stopped with the node: their ports are free again.
+        for p in [port, port + 1] {
+            std::net::UdpSocket::bind(("127.0.0.1", p)).expect("port freed");
+        }
+        c.stop().await.unwrap();
     }
 }

@@ -411,8 +411,10 @@ impl Drop for BacnetDevice {
 
 /// Runs tests/support/bacnet_client.py (bacpypes3) and returns its JSON.
 pub fn bacnet_client(args: &[&str]) -> serde_json::Value {
+    // A generous timeout: CI machines are loaded.
     let out = Command::new(python())
         .arg(support("bacnet_client.py"))
+        .args(["--timeout", "20"])
         .args(args)
         .output()
         .unwrap();
