@@ -32,15 +32,15 @@ fn demo_runs_serves_metrics_and_stops_cleanly_on_sigterm() {
     let out = dir.path().join("predictions.jsonl");
     let out_s = out.display().to_string();
     let port = free_port();
-    let tf = Twinflow::spawn(
-        &["run", "pipelines/demo.yaml"],
-        &[
-            ("TWINFLOW_DEMO_RATE_HZ", "20"),
-            ("TWINFLOW_DEMO_OUT", &out_s),
-            ("TWINFLOW_EMBEDDED_MQTT_PORT", &port.to_string()),
-            ("TWINFLOW_MQTT_URL", &format!("mqtt://127.0.0.1:{port}")),
-        ],
-    );
+    let (port_s, url) = (port.to_string(), format!("mqtt://127.0.0.1:{port}"));
+    let bacnet = common::services::demo_bacnet_env(20);
+    let mut envs = vec![
+        ("TWINFLOW_DEMO_OUT", out_s.as_str()),
+        ("TWINFLOW_EMBEDDED_MQTT_PORT", &port_s),
+        ("TWINFLOW_MQTT_URL", &url),
+    ];
+    envs.extend(bacnet.iter().map(|(k, v)| (*k, v.as_str())));
+    let tf = Twinflow::spawn(&["run", "pipelines/demo.yaml"], &envs);
     let base = tf.base.clone();
     let client = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -54,7 +54,12 @@ fn demo_runs_serves_metrics_and_stops_cleanly_on_sigterm() {
                 &["component_id=\"predict\""],
             )
             .unwrap_or(0.0);
-            if predicted >= 30.0 {
+            // Every unit's controller answered (over BACnet) and was predicted.
+            let all_units = ["uc-01", "uc-02", "uc-03"].iter().all(|u| {
+                text.lines()
+                    .any(|l| l.starts_with("twinflow_prediction{") && l.contains(u))
+            });
+            if predicted >= 30.0 && all_units {
                 assert!(
                     text.contains("twinflow_prediction{"),
                     "domain gauge exported"

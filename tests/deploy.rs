@@ -24,7 +24,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::metric_value;
-use common::services::{free_port, python, Twinflow};
+use common::services::{demo_bacnet_env, free_port, python, Twinflow};
 use serde_json::Value;
 
 const DASHBOARD: &str = "deploy/grafana/dashboards/twinflow.json";
@@ -203,16 +203,19 @@ impl Drop for Running {
 /// about 2 s (at the demo's default 1 Hz, after 7 minutes).
 fn spawn_demo(dir: &Path) -> Running {
     let broker = free_port().to_string();
+    let url = format!("mqtt://127.0.0.1:{broker}");
     let out = dir.join("predictions.jsonl");
+    let bacnet = demo_bacnet_env(200);
+    let mut envs = vec![
+        ("TWINFLOW_EMBEDDED_MQTT_PORT", broker.as_str()),
+        ("TWINFLOW_MQTT_URL", &url),
+        ("TWINFLOW_DEMO_OUT", out.to_str().unwrap()),
+        ("TWINFLOW_DEMO_STATE", dir.to_str().unwrap()),
+    ];
+    envs.extend(bacnet.iter().map(|(k, v)| (*k, v.as_str())));
     Running(Some(Twinflow::spawn(
         &["run", "pipelines/demo.yaml"],
-        &[
-            ("TWINFLOW_EMBEDDED_MQTT_PORT", broker.as_str()),
-            ("TWINFLOW_MQTT_URL", &format!("mqtt://127.0.0.1:{broker}")),
-            ("TWINFLOW_DEMO_OUT", out.to_str().unwrap()),
-            ("TWINFLOW_DEMO_STATE", dir.to_str().unwrap()),
-            ("TWINFLOW_DEMO_RATE_HZ", "200"),
-        ],
+        &envs,
     )))
 }
 

@@ -413,6 +413,7 @@ impl Actor for NodeActor {
         let id = runner.id.clone();
         let fut = async move {
             let exit = runner.run().await;
+            tracing::debug!(component_id = %id, "node stopped");
             let _ = done.send((id, exit));
         };
         ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(|_, _, ctx| ctx.stop()));

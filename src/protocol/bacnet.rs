@@ -420,6 +420,8 @@ fn classify(e: bacnet_types::error::Error) -> Failure {
     use bacnet_types::error::{Error as E, RemoteError as R};
     match &e {
         E::Timeout(_) => Failure::Timeout,
+        // The client's own transaction timer gave up (Abort tsm-timeout).
+        E::Remote(R::Abort { reason }) if *reason == AbortReason::TSM_TIMEOUT => Failure::Timeout,
         E::Remote(R::Reject { .. }) => Failure::Refused(e.to_string()),
         E::Remote(R::Error { class, .. }) if *class == ErrorClass::SERVICES => {
             Failure::Refused(e.to_string())

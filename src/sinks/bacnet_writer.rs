@@ -416,8 +416,21 @@ impl Processor for BacnetWriter {
     /// Stops the device tasks, then relinquishes what they wrote.
     async fn flush(&mut self, _out: &mut Emitter) -> Result<(), ComponentError> {
         self.stop.cancel();
-        for w in self.workers.drain(..) {
-            let _ = w.await;
+        // Each task finishes its write in flight, then relinquishes (one
+        // failed request ends that); past this bound it is aborted, so a
+        // dead controller never holds up shutdown.
+        let bound =
+            self.config.timeout * (u32::from(self.config.retries) + 1) * 3 + Duration::from_secs(1);
+        for mut w in self.workers.drain(..) {
+            if tokio::time::timeout(bound, &mut w).await.is_err() {
+                tracing::warn!(component = %self.id, "a BACnet write task did not finish; aborted");
+                w.abort();
+            }
+        }
+        if let Some(c) = self.client.take() {
+            if let Ok(mut c) = Arc::try_unwrap(c) {
+                let _ = tokio::time::timeout(Duration::from_secs(2), c.stop()).await;
+            }
         }
         Ok(())
     }
@@ -523,7 +536,9 @@ impl Worker {
     }
 
     async fn run(mut self, stop: CancellationToken) {
-        loop {
+        // Checked on every turn, not only while waiting: a write pass cut
+        // short by the stop leaves the values pending.
+        while !stop.is_cancelled() {
             // Wake on a new prediction, when a retry is due, or when the
             // latest prediction turns stale.
             let (values, at) = {
@@ -678,7 +693,9 @@ impl Worker {
         }
     }
 
-    /// Writes Null at our priority to every point this writer wrote.
+    /// Writes Null at our priority to every point this writer wrote. A
+    /// device that does not take the first is not asked again this time:
+    /// its slots stay until the next attempt (stale) or its own restart.
     async fn relinquish_all(&mut self) {
         let dev = self.target.device;
         for i in 0..self.target.points.len() {
@@ -698,8 +715,9 @@ impl Worker {
                 }
                 Err(e) => {
                     self.count("failed");
-                    tracing::warn!(component = %self.component, %dev, %object,
-                        "could not relinquish priority {}: {e}", self.priority);
+                    tracing::warn!(component = %self.component, unit = %self.target.unit,
+                        "could not relinquish priority {} on {dev}: {e}", self.priority);
+                    return;
                 }
             }
         }

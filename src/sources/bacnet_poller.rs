@@ -460,9 +460,20 @@ impl Source for BacnetPoller {
             }
         };
         tasks_stop.cancel();
-        while tasks.join_next().await.is_some() {}
+        // A device task in the middle of a request ends when it times out;
+        // past that bound it is aborted, so shutdown never waits on a
+        // device.
+        let drained = tokio::time::timeout(
+            self.config.timeout * (u32::from(self.config.retries) + 2),
+            async { while tasks.join_next().await.is_some() {} },
+        )
+        .await;
+        if drained.is_err() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
         if let Ok(mut c) = Arc::try_unwrap(client) {
-            c.stop().await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), c.stop()).await;
         }
         result
     }

@@ -1092,13 +1092,21 @@ async fn start_devices(
     Ok(devices)
 }
 
+/// Stops the devices together, each within a bound: a device stop joins
+/// the requests it has admitted, and shutdown must not hang on one.
 async fn stop_devices(node: &str, devices: Vec<SimulatedDevice>) {
-    for d in devices {
+    const STOP_WITHIN: Duration = Duration::from_secs(3);
+    futures::future::join_all(devices.into_iter().map(|d| async move {
         let id = d.device_id();
-        if let Err(e) = d.stop().await {
-            tracing::warn!("{node}: stopping BACnet device {id}: {e}");
+        match tokio::time::timeout(STOP_WITHIN, d.stop()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("{node}: stopping BACnet device {id}: {e}"),
+            Err(_) => {
+                tracing::warn!("{node}: BACnet device {id} did not stop within {STOP_WITHIN:?}")
+            }
         }
-    }
+    }))
+    .await;
 }
 
 #[async_trait]

@@ -333,6 +333,38 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// The first of `n` consecutive free loopback UDP ports (the simulator
+/// serves unit i on its first port + i).
+pub fn free_udp_ports(n: u16) -> u16 {
+    loop {
+        let first = free_udp_port();
+        let free = (0..n).all(|i| {
+            first
+                .checked_add(i)
+                .is_some_and(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok())
+        });
+        if free {
+            return first;
+        }
+    }
+}
+
+/// Environment for `pipelines/demo.yaml`: its three BACnet controllers on
+/// free ports, polled `rate_hz` times a second like the plant runs.
+pub fn demo_bacnet_env(rate_hz: u32) -> Vec<(&'static str, String)> {
+    let p = free_udp_ports(3);
+    vec![
+        ("TWINFLOW_DEMO_BACNET_PORT", p.to_string()),
+        ("TWINFLOW_DEMO_BACNET_PORT_2", (p + 1).to_string()),
+        ("TWINFLOW_DEMO_BACNET_PORT_3", (p + 2).to_string()),
+        (
+            "TWINFLOW_DEMO_POLL_INTERVAL",
+            format!("{}ms", (1000 / rate_hz.max(1)).max(1)),
+        ),
+        ("TWINFLOW_DEMO_RATE_HZ", rate_hz.to_string()),
+    ]
+}
+
 fn support(script: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/support")
