@@ -184,7 +184,9 @@ fn bare_polling(base: u16) -> (f64, u64) {
         .unwrap();
     rt.block_on(async move {
         let client = std::sync::Arc::new(
-            Client::bind(local(), Duration::from_secs(1), 1).await.unwrap(),
+            Client::bind(local(), Duration::from_secs(1), 1)
+                .await
+                .unwrap(),
         );
         for d in devices(base) {
             answered(&client, d).await;
@@ -283,8 +285,17 @@ fn main() {
     let bp_port = services::free_udp_port();
     let _bp = Killed(
         Command::new(services::python())
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/bacnet_device.py"))
-            .args(["--address", &format!("127.0.0.1/32:{bp_port}"), "--device-id", "20000", "--no-stdin"])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/support/bacnet_device.py"
+            ))
+            .args([
+                "--address",
+                &format!("127.0.0.1/32:{bp_port}"),
+                "--device-id",
+                "20000",
+                "--no-stdin",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -294,7 +305,9 @@ fn main() {
         .build()
         .unwrap();
     let (sim, bp) = rt.block_on(async {
-        let client = Client::bind(local(), Duration::from_secs(2), 0).await.unwrap();
+        let client = Client::bind(local(), Duration::from_secs(2), 0)
+            .await
+            .unwrap();
         let at = |port: u16, id: u32| Device {
             id,
             addr: DeviceAddress(SocketAddrV4::new([127, 0, 0, 1].into(), port)),
@@ -304,7 +317,10 @@ fn main() {
         (sim, bp)
     });
     drop(rt);
-    println!("{:<34} {:>9} {:>9} {:>12}", "round trip", "p50 ms", "p99 ms", "p50 / echo");
+    println!(
+        "{:<34} {:>9} {:>9} {:>12}",
+        "round trip", "p50 ms", "p99 ms", "p50 / echo"
+    );
     for (name, (p50, p99)) in [
         ("UDP echo (baseline)", (echo50, echo99)),
         ("RPM → twinflow simulated device", sim),
@@ -314,7 +330,9 @@ fn main() {
     }
 
     println!();
-    println!("{DEVICES} devices polled at 1 Hz for {POLL_SECS} s (9 points × value, flags, reliability)");
+    println!(
+        "{DEVICES} devices polled at 1 Hz for {POLL_SECS} s (9 points × value, flags, reliability)"
+    );
     let base = {
         // DEVICES consecutive free ports: probe until a run of them is free.
         let mut p = 40000u16;
@@ -326,7 +344,10 @@ fn main() {
     let _plant = simulate(base, DEVICES);
     let (bare_cpu, bare_polls) = bare_polling(base);
     let (engine_cpu, engine_frames) = engine_polling(base);
-    println!("{:<28} {:>10} {:>14} {:>16}", "", "polls", "CPU s / s", "devices / core");
+    println!(
+        "{:<28} {:>10} {:>14} {:>16}",
+        "", "polls", "CPU s / s", "devices / core"
+    );
     for (name, cpu, n) in [
         ("bare client (baseline)", bare_cpu, bare_polls),
         ("bacnet_poller → predictor", engine_cpu, engine_frames),
