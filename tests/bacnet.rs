@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::services::{
-    bacnet_client, free_udp_port, BacnetDevice, Mosquitto, Subscriber, Twinflow,
+    bacnet_client, free_udp_port, BacnetDevice, Mosquitto, SimulatedBacnet, Subscriber, Twinflow,
 };
 use serde_json::{json, Value};
 
@@ -477,4 +477,52 @@ fn follows_cov_and_renews_subscriptions() {
         reads_after - reads_before
     );
     assert_eq!(tf.terminate(Duration::from_secs(30)), 0);
+}
+
+#[test]
+fn the_shipped_bacnet_scada_pipeline_runs_against_twinflow_simulate() {
+    // pipelines/bacnet-scada.yaml as its header says: `twinflow simulate
+    // --bacnet` as the controller, the device from the environment.
+    let sim = SimulatedBacnet::start(2345, 1, &["--rate-hz", "5"]);
+    let target = sim.target(0);
+    let tf = Twinflow::spawn(
+        &["run", "pipelines/bacnet-scada.yaml"],
+        &[
+            ("TWINFLOW_BACNET_DEVICE", target.as_str()),
+            ("TWINFLOW_BACNET_DEVICE_ID", "2345"),
+        ],
+    );
+    let slot16 = |obj: &str| {
+        bacnet_client(&["read", "--target", &target, obj, "priority-array"])[15].clone()
+    };
+    wait_for(Duration::from_secs(60), "predictions written back", || {
+        [
+            "analogValue:0",
+            "analogValue:1",
+            "analogValue:2",
+            "analogValue:3",
+        ]
+        .iter()
+        .all(|o| slot16(o).as_f64().is_some())
+    });
+    // The API sees the unit and its prediction.
+    let units: Value = reqwest::blocking::get(format!("{}/api/units", tf.base))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(units["units"][0]["unit"], "uc-01", "{units}");
+    assert_eq!(
+        common::metric_value(
+            &tf.metrics(),
+            "twinflow_bacnet_device_online",
+            &["device=\"2345\""]
+        ),
+        Some(1.0)
+    );
+    // At shutdown the writer gives its slots back.
+    assert_eq!(tf.terminate(Duration::from_secs(30)), 0);
+    for o in ["analogValue:0", "analogValue:3"] {
+        assert!(slot16(o).is_null(), "{o} relinquished at shutdown");
+    }
+    assert_eq!(sim.terminate(), 0);
 }

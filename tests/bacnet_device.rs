@@ -6,21 +6,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::services::{python, wait_exit};
+use common::services::{bacnet_client, SimulatedBacnet as Simulated};
 
 /// Generous: the tests must pass on a loaded two-core machine.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// `--timeout` of one bacnet_client.py call, seconds.
-const CALL_TIMEOUT: &str = "20";
 
 const INPUTS: [(&str, &str); 6] = [
     ("UCWIT", "degreesCelsius"),
@@ -31,164 +27,14 @@ const INPUTS: [(&str, &str); 6] = [
     ("UCTSP", "degreesCelsius"),
 ];
 
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
-/// A loopback UDP port that was free a moment ago, with `n - 1` free ports
-/// after it.
-fn free_udp_ports(n: u16) -> u16 {
-    loop {
-        let first = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = first.local_addr().unwrap().port();
-        if p.checked_add(n).is_none() {
-            continue;
-        }
-        let rest: Vec<_> = (1..n)
-            .map(|i| std::net::UdpSocket::bind(("127.0.0.1", p + i)))
-            .collect();
-        if rest.iter().all(Result::is_ok) {
-            return p;
-        }
-    }
-}
-
-/// `twinflow simulate --bacnet` as a child process.
-struct Simulated {
-    child: Child,
-    port: u16,
-    device_id: u32,
-    log: mpsc::Receiver<String>,
-}
-
-impl Simulated {
-    /// Starts it on a free port and waits until every unit's device is served
-    /// (a port taken meanwhile by someone else means another try).
-    fn start(device_id: u32, units: u16, extra: &[&str]) -> Simulated {
-        for _ in 0..5 {
-            let port = free_udp_ports(units);
-            let mut child = Command::new(env!("CARGO_BIN_EXE_twinflow"))
-                .env("TWINFLOW_LOG_FORMAT", "text")
-                .env("TWINFLOW_LOG_LEVEL", "info")
-                .args(["simulate", "--bacnet"])
-                .arg(format!("127.0.0.1:{port}"))
-                .args(["--device-id", &device_id.to_string()])
-                .args(["--units", &units.to_string()])
-                .args(extra)
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let stderr = child.stderr.take().unwrap();
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if std::env::var_os("TWINFLOW_TEST_LOG").is_some() {
-                        eprintln!("[twinflow] {line}");
-                    }
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            let mut s = Simulated {
-                child,
-                port,
-                device_id,
-                log: rx,
-            };
-            if s.wait_served(units) {
-                return s;
-            }
-            let _ = s.child.kill();
-            let _ = s.child.wait();
-        }
-        panic!("twinflow simulate --bacnet did not start in five tries");
-    }
-
-    /// Reads the log until each unit's "serving BACnet device N on ADDR"
-    /// line; false if the process ended first (its port was taken).
-    fn wait_served(&mut self, units: u16) -> bool {
-        let deadline = Instant::now() + WAIT;
-        let mut pending: Vec<String> = (0..units)
-            .map(|i| {
-                format!(
-                    "serving BACnet device {} on 127.0.0.1:{}",
-                    self.device_id + u32::from(i),
-                    self.port + i
-                )
-            })
-            .collect();
-        let mut seen = Vec::new();
-        while !pending.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) => {
-                    pending.retain(|p| !line.contains(p.as_str()));
-                    seen.push(line);
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    eprintln!("twinflow simulate ended early: {seen:#?}");
-                    return false;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("twinflow simulate did not serve {pending:?}; log: {seen:#?}")
-                }
-            }
-        }
-        true
-    }
-
-    fn target(&self, unit: u16) -> String {
-        format!("127.0.0.1:{}", self.port + unit)
-    }
-
-    /// SIGTERM, then the exit code.
-    fn terminate(mut self) -> i32 {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        wait_exit(&mut self.child, WAIT)
-    }
-}
-
-impl Drop for Simulated {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn read(target: &str, object: &str, property: &str) -> Value {
+    client(&["read", "--target", target, object, property])
 }
 
 /// One `bacnet_client.py` call; its JSON answer.
 fn client(args: &[&str]) -> Value {
-    let script = crate_dir().join("tests/support/bacnet_client.py");
-    assert!(
-        script.exists(),
-        "{} is missing (the bacpypes3 test client)",
-        script.display()
-    );
-    let out = Command::new(python())
-        .arg(&script)
-        .args(args)
-        .args(["--timeout", CALL_TIMEOUT])
-        .current_dir(crate_dir())
-        .output()
-        .expect("run the bacpypes3 client (TWINFLOW_PYTHON, or .ci/run's .venv)");
-    assert!(
-        out.status.success(),
-        "bacnet_client.py {args:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "bacnet_client.py {args:?}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn read(target: &str, object: &str, property: &str) -> Value {
-    client(&["read", "--target", target, object, property])
+    bacnet_client(args)
 }
 
 fn number(v: &Value) -> f64 {

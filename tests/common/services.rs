@@ -462,3 +462,107 @@ pub fn bacnet_client(args: &[&str]) -> serde_json::Value {
         )
     })
 }
+
+/// `twinflow simulate --bacnet` as a child process.
+pub struct SimulatedBacnet {
+    child: Child,
+    pub port: u16,
+    pub device_id: u32,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl SimulatedBacnet {
+    /// Starts it on a free port and waits until every unit's device is served
+    /// (a port taken meanwhile by someone else means another try).
+    pub fn start(device_id: u32, units: u16, extra: &[&str]) -> SimulatedBacnet {
+        for _ in 0..5 {
+            let port = free_udp_ports(units);
+            let mut child = Command::new(env!("CARGO_BIN_EXE_twinflow"))
+                .env("TWINFLOW_LOG_FORMAT", "text")
+                .env("TWINFLOW_LOG_LEVEL", "info")
+                .args(["simulate", "--bacnet"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["--device-id", &device_id.to_string()])
+                .args(["--units", &units.to_string()])
+                .args(extra)
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stderr = child.stderr.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if std::env::var_os("TWINFLOW_TEST_LOG").is_some() {
+                        eprintln!("[twinflow] {line}");
+                    }
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut s = SimulatedBacnet {
+                child,
+                port,
+                device_id,
+                log: rx,
+            };
+            if s.wait_served(units) {
+                return s;
+            }
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+        panic!("twinflow simulate --bacnet did not start in five tries");
+    }
+
+    /// Reads the log until each unit's "serving BACnet device N on ADDR"
+    /// line; false if the process ended first (its port was taken).
+    fn wait_served(&mut self, units: u16) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut pending: Vec<String> = (0..units)
+            .map(|i| {
+                format!(
+                    "serving BACnet device {} on 127.0.0.1:{}",
+                    self.device_id + u32::from(i),
+                    self.port + i
+                )
+            })
+            .collect();
+        let mut seen = Vec::new();
+        while !pending.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    pending.retain(|p| !line.contains(p.as_str()));
+                    seen.push(line);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    eprintln!("twinflow simulate ended early: {seen:#?}");
+                    return false;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("twinflow simulate did not serve {pending:?}; log: {seen:#?}")
+                }
+            }
+        }
+        true
+    }
+
+    pub fn target(&self, unit: u16) -> String {
+        format!("127.0.0.1:{}", self.port + unit)
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn terminate(mut self) -> i32 {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        wait_exit(&mut self.child, Duration::from_secs(60))
+    }
+}
+
+impl Drop for SimulatedBacnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
