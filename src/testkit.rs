@@ -256,3 +256,15 @@ pub fn spec(nodes: Vec<NodeSpec>, dead_letter: Option<&str>, batch: usize) -> Pi
         nodes,
     }
 }
+
+/// A component's settings from YAML (panics on a parse error: for tests).
+pub fn config_from_yaml<C: serde::de::DeserializeOwned>(yaml: &str) -> C {
+    serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+/// What a component's `validate` reports about its settings.
+pub fn config_problems(c: &dyn ComponentConfig) -> Vec<String> {
+    let mut p = Vec::new();
+    c.validate(&mut p);
+    p
+}

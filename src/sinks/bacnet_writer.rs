@@ -729,13 +729,11 @@ mod tests {
     use super::*;
 
     fn yaml(s: &str) -> BacnetWriterConfig {
-        serde_saphyr::from_str(s).unwrap()
+        crate::testkit::config_from_yaml(s)
     }
 
     fn problems(c: &BacnetWriterConfig) -> Vec<String> {
-        let mut p = Vec::new();
-        c.validate(&mut p);
-        p
+        crate::testkit::config_problems(c)
     }
 
     #[test]

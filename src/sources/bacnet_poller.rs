@@ -996,13 +996,11 @@ mod tests {
     use super::*;
 
     fn yaml(s: &str) -> BacnetPollerConfig {
-        serde_saphyr::from_str(s).unwrap()
+        crate::testkit::config_from_yaml(s)
     }
 
     fn problems(c: &BacnetPollerConfig) -> Vec<String> {
-        let mut p = Vec::new();
-        c.validate(&mut p);
-        p
+        crate::testkit::config_problems(c)
     }
 
     #[test]

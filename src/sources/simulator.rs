@@ -1215,13 +1215,11 @@ mod tests {
     }
 
     fn yaml(s: &str) -> SimulatorConfig {
-        serde_saphyr::from_str::<SimulatorConfig>(s).unwrap()
+        crate::testkit::config_from_yaml(s)
     }
 
     fn problems(c: &SimulatorConfig) -> Vec<String> {
-        let mut p = Vec::new();
-        c.validate(&mut p);
-        p
+        crate::testkit::config_problems(c)
     }
 
     fn mean(v: impl Iterator<Item = f64>) -> f64 {
