@@ -252,6 +252,15 @@ fn a_dead_device_raises_device_offline_once_and_recovers() {
     type: mqtt_publish
     inputs: [alerts]
     broker: {{url: "mqtt://127.0.0.1:{}", client_id: tf-bacnet-offline}}
+  - id: scada
+    type: bacnet_writer
+    inputs: [predict]
+    local: 127.0.0.1:0
+    timeout: 300ms
+    retries: 0
+    stale_after: 1s
+    devices:
+      - {{unit: uc-dying, address: "127.0.0.1:{p1}", device_id: 4201}}
 "#,
         broker.port
     );
@@ -301,7 +310,19 @@ fn a_dead_device_raises_device_offline_once_and_recovers() {
         Some(0.0)
     );
 
-    // Back on the same port: the poller finds it by itself.
+    // The writer's attempt to give its slot back failed, and was counted.
+    assert!(
+        common::metric_value(
+            &tf.metrics(),
+            "twinflow_bacnet_writes_total",
+            &["device=\"4201\"", "outcome=\"failed\""]
+        )
+        .unwrap()
+            >= 1.0
+    );
+
+    // Back on the same port: the poller finds it by itself, and the writer
+    // writes the predictions into the restarted controller again.
     let dying_before = count("uc-dying");
     let _back = BacnetDevice::start(p1, 4201, &[]);
     sub.wait_until(Duration::from_secs(30), "DEVICE_OFFLINE resolved", |m| {
@@ -314,6 +335,17 @@ fn a_dead_device_raises_device_offline_once_and_recovers() {
     });
     let msgs = sub.on("hvac/alerts/");
     assert_eq!(offline(&msgs), 1, "{msgs:?}");
+    let target = format!("127.0.0.1:{p1}");
+    wait_for(Duration::from_secs(30), "predictions written again", || {
+        bacnet_client(&[
+            "read",
+            "--target",
+            &target,
+            "analogValue:0",
+            "priority-array",
+        ])[15]
+            .is_number()
+    });
     assert_eq!(
         common::metric_value(
             &tf.metrics(),
@@ -343,6 +375,7 @@ fn writes_predictions_at_priority_16_and_relinquishes() {
     local: 127.0.0.1:0
     verify: true
     stale_after: 2s
+    refresh_every: 1s
     devices:
       - unit: uc-w
         address: "127.0.0.1:{port}"
@@ -400,6 +433,36 @@ fn writes_predictions_at_priority_16_and_relinquishes() {
         ),
         Some(0.0)
     );
+    // The plant is steady: later predictions fall within the deadband.
+    wait_for(
+        Duration::from_secs(30),
+        "a write skipped by the deadband",
+        || {
+            common::metric_value(
+                &tf.metrics(),
+                "twinflow_bacnet_writes_total",
+                &["outcome=\"skipped_deadband\""],
+            )
+            .unwrap_or(0.0)
+                >= 1.0
+        },
+    );
+
+    // A controller that lost the value (as after its restart) gets it
+    // again at the next refresh, though the prediction has not moved.
+    bacnet_client(&[
+        "write",
+        "--target",
+        &target,
+        "analogValue:0",
+        "present-value",
+        "null",
+        "--priority",
+        "16",
+    ]);
+    wait_for(Duration::from_secs(30), "the slot refreshed", || {
+        !slot16("analogValue:0").is_null()
+    });
 
     // Predictions stop (an input in fault): after stale_after the writer
     // gives its slot back.

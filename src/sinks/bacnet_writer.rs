@@ -66,6 +66,9 @@ fn default_retries() -> u8 {
 fn default_stale() -> Duration {
     Duration::from_secs(300)
 }
+fn default_refresh() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_backoff_max() -> Duration {
     Duration::from_secs(30)
 }
@@ -100,6 +103,14 @@ pub struct BacnetWriterConfig {
     /// this; default 300 s.
     #[serde(default = "default_stale", deserialize_with = "duration::deserialize")]
     pub stale_after: Duration,
+    /// Write every point again this often even when it has not moved past
+    /// its deadband, so a controller that restarted (and lost its priority
+    /// array) shows the prediction again; default 60 s.
+    #[serde(
+        default = "default_refresh",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub refresh_every: Duration,
     /// Relinquish every written point at shutdown; default true.
     #[serde(default = "default_true")]
     pub relinquish_on_shutdown: bool,
@@ -179,8 +190,8 @@ impl ComponentConfig for BacnetWriterConfig {
                 self.priority
             ));
         }
-        if self.timeout.is_zero() || self.stale_after.is_zero() {
-            problems.push("timeout and stale_after must be above zero".into());
+        if self.timeout.is_zero() || self.stale_after.is_zero() || self.refresh_every.is_zero() {
+            problems.push("timeout, stale_after and refresh_every must be above zero".into());
         }
         if !(self.deadband >= 0.0 && self.deadband.is_finite()) {
             problems.push("deadband must be a finite number ≥ 0".into());
@@ -443,6 +454,11 @@ impl Drop for BacnetWriter {
     }
 }
 
+/// When a prediction that arrived at `at` turns stale.
+fn stale_at(at: Option<Instant>, after: Duration) -> Option<Instant> {
+    at.map(|t| t + after)
+}
+
 /// Whether a written value still stands for `v`: closer than the deadband
 /// (a deadband of 0 skips only an identical value).
 fn within(written: f64, v: f64, deadband: f64) -> bool {
@@ -472,6 +488,9 @@ struct Worker {
     failures: u32,
     /// When failed writes are tried again.
     retry_at: Option<Instant>,
+    /// When every point last held the latest prediction.
+    last_full: Option<Instant>,
+    refresh_every: Duration,
     component: Arc<str>,
     latency: prometheus::Histogram,
     outcome: HashMap<&'static str, prometheus::IntCounter>,
@@ -525,6 +544,8 @@ impl Worker {
             owned: vec![false; n],
             failures: 0,
             retry_at: None,
+            last_full: None,
+            refresh_every: c.refresh_every,
             component: component.clone(),
         }
     }
@@ -536,25 +557,43 @@ impl Worker {
     }
 
     async fn run(mut self, stop: CancellationToken) {
+        let mut seen_at = None;
         // Checked on every turn, not only while waiting: a write pass cut
         // short by the stop leaves the values pending.
         while !stop.is_cancelled() {
-            // Wake on a new prediction, when a retry is due, or when the
-            // latest prediction turns stale.
+            // Wake on a new prediction, when a retry is due, when the
+            // points are due to be refreshed, or when the latest prediction
+            // turns stale.
             let (values, at) = {
                 let d = lock(&self.shared.desired);
                 (d.values, d.at)
             };
-            let stale_at = at.map(|t| t + self.stale_after);
-            let retry_at = self.retry_at;
+            // A controller that restarted has lost its priority array:
+            // what was written is written again every `refresh_every`,
+            // deadband or not.
+            let refresh_at = self.last_full.map(|t| t + self.refresh_every);
+            if values.is_some() && refresh_at.is_some_and(|t| Instant::now() >= t) {
+                self.written.fill(None);
+                self.last_full = None;
+            }
             let pending = values.is_some() && !self.is_current(values);
+            if at != seen_at {
+                seen_at = at;
+                if values.is_some() && !pending {
+                    // A new prediction within every point's deadband.
+                    for _ in 0..self.target.points.len() {
+                        self.count("skipped_deadband");
+                    }
+                }
+            }
             if pending && self.failures == 0 {
                 self.write_all(values.expect("pending"), &stop).await;
                 continue;
             }
             let wake_at = [
-                retry_at.filter(|_| pending),
-                stale_at.filter(|_| self.holds_any()),
+                self.retry_at.filter(|_| pending),
+                stale_at(at, self.stale_after).filter(|_| self.holds_any()),
+                refresh_at.filter(|_| values.is_some()),
             ]
             .into_iter()
             .flatten()
@@ -570,7 +609,8 @@ impl Worker {
                 _ = stop.cancelled() => break,
                 _ = self.shared.wake.notified() => {}
                 _ = sleep => {
-                    if stale_at.is_some_and(|t| Instant::now() >= t) && self.holds_any() {
+                    let stale = stale_at(at, self.stale_after).is_some_and(|t| Instant::now() >= t);
+                    if stale && self.holds_any() {
                         tracing::warn!(component = %self.component, unit = %self.target.unit,
                             "no prediction for {:?}; relinquishing", self.stale_after);
                         self.relinquish_all().await;
@@ -579,9 +619,12 @@ impl Worker {
                         if d.at == at {
                             d.values = None;
                         }
-                    } else if let Some(v) = values {
+                    } else if let (Some(v), true) = (values, pending) {
+                        // A retry that is due.
                         self.write_all(v, &stop).await;
                     }
+                    // A refresh that is due: the next turn forgets what was
+                    // written and writes it again.
                 }
             }
         }
@@ -654,6 +697,9 @@ impl Worker {
             }
         }
         if failed {
+            // Whatever the device holds now is unknown (it may have
+            // restarted): everything is written again once it answers.
+            self.written.fill(None);
             self.failures = self.failures.saturating_add(1);
             let backoff = Duration::from_secs(1)
                 .saturating_mul(2u32.saturating_pow((self.failures - 1).min(16)))
@@ -661,6 +707,7 @@ impl Worker {
             self.retry_at = Some(Instant::now() + backoff);
         } else {
             self.retry_at = None;
+            self.last_full = Some(Instant::now());
             if self.failures > 0 {
                 tracing::info!(component = %self.component, unit = %self.target.unit,
                     "writes succeed again");
@@ -717,6 +764,9 @@ impl Worker {
                     self.count("failed");
                     tracing::warn!(component = %self.component, unit = %self.target.unit,
                         "could not relinquish priority {} on {dev}: {e}", self.priority);
+                    // What the device holds is unknown now: not asked again
+                    // until a new prediction is written (or at shutdown).
+                    self.written.fill(None);
                     return;
                 }
             }
