@@ -17,7 +17,6 @@ use common::services::{bacnet_client, SimulatedBacnet as Simulated};
 /// Generous: the tests must pass on a loaded two-core machine.
 const WAIT: Duration = Duration::from_secs(60);
 
-
 const INPUTS: [(&str, &str); 6] = [
     ("UCWIT", "degreesCelsius"),
     ("UCAIT", "degreesCelsius"),
@@ -26,7 +25,6 @@ const INPUTS: [(&str, &str); 6] = [
     ("AMBT", "degreesCelsius"),
     ("UCTSP", "degreesCelsius"),
 ];
-
 
 fn read(target: &str, object: &str, property: &str) -> Value {
     client(&["read", "--target", target, object, property])
