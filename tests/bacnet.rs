@@ -603,3 +603,125 @@ fn the_shipped_bacnet_scada_pipeline_runs_against_twinflow_simulate() {
     }
     assert_eq!(sim.terminate(), 0);
 }
+
+/// tcpdump writing a capture file, stopped (and its packets listed) on
+/// demand or when dropped.
+struct Capture {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+}
+
+impl Capture {
+    fn start(dir: &Path, name: &str, filter: &str) -> Capture {
+        let file = dir.join(name);
+        // `-Z root`: keep writing as root into the test's private folder.
+        let mut child = std::process::Command::new("tcpdump")
+            .args(["-i", "any", "-n", "-U", "-Z", "root", "-w"])
+            .arg(&file)
+            .arg(filter)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("tcpdump (.ci/run installs it)");
+        // It says "listening on ..." once it captures.
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+            seen.push_str(&line);
+            assert!(n > 0, "tcpdump did not start: {seen}");
+            if line.contains("listening") {
+                break;
+            }
+        }
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        Capture { child, file }
+    }
+
+    /// Stops the capture; the packets, one line each.
+    fn packets(mut self) -> Vec<String> {
+        self.stop();
+        let out = std::process::Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(&self.file)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn stop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A packet capture of BACnet/IP (BVLC type 0x81) while the poller and the
+/// writer work against a bacpypes3 device and the simulated one, with the
+/// default local address (0.0.0.0:0) a user's pipeline has: none of it
+/// leaves 127.0.0.1 or goes to a broadcast address, while a capture on
+/// loopback sees the traffic (so capturing works).
+#[test]
+fn bacnet_traffic_stays_on_loopback_and_is_never_broadcast() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let _dev = BacnetDevice::start(port, 4501, &[]);
+    let sim = SimulatedBacnet::start(4502, 1, &["--rate-hz", "5"]);
+    let bvlc = "udp and udp[8] == 0x81";
+    let off_lo = Capture::start(
+        dir.path(),
+        "off-loopback.pcap",
+        &format!("{bvlc} and not (src host 127.0.0.1 and dst host 127.0.0.1)"),
+    );
+    let on_lo = Capture::start(
+        dir.path(),
+        "loopback.pcap",
+        &format!("{bvlc} and port {port}"),
+    );
+    let poller = format!(
+        "    interval: 100ms\n    devices:\n{}{}",
+        device_block("uc-a", port, 4501, ""),
+        device_block("uc-b", sim.port, 4502, "")
+    );
+    let extra = format!(
+        r#"
+  - id: scada
+    type: bacnet_writer
+    inputs: [predict]
+    devices:
+      - {{unit: uc-a, address: "127.0.0.1:{port}", device_id: 4501}}
+      - {{unit: uc-b, address: "127.0.0.1:{}", device_id: 4502}}
+"#,
+        sim.port
+    );
+    let p = pipeline(dir.path(), &poller, &extra);
+    let yaml = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("    local: 127.0.0.1:0\n", "");
+    std::fs::write(&p, yaml).unwrap();
+    let tf = run(&p);
+    let out = dir.path().join("predictions.jsonl");
+    let count = |u: &str| jsonl(&out).iter().filter(|p| p["unit"] == u).count();
+    wait_for(Duration::from_secs(60), "both devices polled", || {
+        count("uc-a") >= 10 && count("uc-b") >= 10
+    });
+    assert_eq!(tf.terminate(Duration::from_secs(30)), 0);
+    let on = on_lo.packets();
+    assert!(
+        on.len() >= 20,
+        "the loopback capture saw {} packets",
+        on.len()
+    );
+    let off = off_lo.packets();
+    assert!(off.is_empty(), "BACnet packets off loopback: {off:#?}");
+}
