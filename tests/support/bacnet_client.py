@@ -46,20 +46,16 @@ failure, 2 bad usage, 3 timeout; the message goes to stderr.
 """
 import argparse
 import asyncio
-import ipaddress
 import json
 import math
-import socket
 import struct
 import sys
 
-import bacpypes3.app
+from bacnet_loopback import UsageError, application_on, bind_udp_socket, parse_loopback
 from bacpypes3.apdu import AbortPDU, ErrorPDU, ErrorRejectAbortNack, RejectPDU
-from bacpypes3.app import Application
 from bacpypes3.basetypes import ErrorType, Segmentation
 from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.constructeddata import Array, Choice, List, Sequence
-from bacpypes3.ipv4.link import NormalLinkLayer
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address
@@ -83,10 +79,6 @@ from bacpypes3.primitivedata import (
 EXIT_FAILURE, EXIT_USAGE, EXIT_TIMEOUT = 1, 2, 3
 
 
-class UsageError(Exception):
-    pass
-
-
 class Failure(Exception):
     """An error answer from the device or another failure (exit 1)."""
 
@@ -94,27 +86,6 @@ class Failure(Exception):
 # ---------------------------------------------------------------------------
 # Addresses
 # ---------------------------------------------------------------------------
-
-
-def parse_loopback(text, what):
-    """'127.0.0.1:47808' or '127.0.0.1/32:47808' -> ('127.0.0.1', 47808).
-    Loopback hosts only, /32 only (no broadcast socket, no broadcast)."""
-    host_mask, sep, port = text.rpartition(":")
-    if not sep:
-        raise UsageError(f"{what} {text!r}: expected 127.0.0.1:PORT")
-    host, _, mask = host_mask.partition("/")
-    if mask not in ("", "32"):
-        raise UsageError(f"{what} {text!r}: only a /32 mask is allowed (no broadcast)")
-    try:
-        ip = ipaddress.IPv4Address(host)
-        port = int(port)
-    except ValueError as err:
-        raise UsageError(f"{what} {text!r}: {err}") from None
-    if not ip.is_loopback or str(ip) in ("127.0.0.0", "127.255.255.255"):
-        raise UsageError(f"{what} {text!r}: a loopback host (127.x.y.z) is required")
-    if not 0 <= port <= 65535 or (what == "--target" and port == 0):
-        raise UsageError(f"{what} {text!r}: bad port")
-    return str(ip), port
 
 
 def target_address(args):
@@ -232,19 +203,6 @@ def parse_value(text):
 # ---------------------------------------------------------------------------
 
 
-def bind_udp_socket(host, port):
-    """Our UDP socket: no SO_BROADCAST (the kernel refuses broadcast sends)
-    and no SO_REUSEPORT (no silent port sharing)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.bind((host, port))
-    except OSError as err:
-        sock.close()
-        raise UsageError(f"cannot bind {host}:{port}: {err}") from None
-    sock.setblocking(False)
-    return sock
-
-
 def make_application(args):
     """A minimal BACnet device (bacpypes3 needs one to talk) on our socket."""
     host, port = args.local
@@ -265,15 +223,7 @@ def make_application(args):
         networkNumberQuality="unknown",
     )
 
-    # bacpypes3 binds its own socket (with SO_BROADCAST and SO_REUSEPORT) for
-    # the network port; make it use ours instead, for this one build only
-    original = bacpypes3.app.NormalLinkLayer_ipv4
-    bacpypes3.app.NormalLinkLayer_ipv4 = lambda addr, **kw: NormalLinkLayer(addr, bind_socket=sock, **kw)
-    try:
-        app = Application.from_object_list([device, network_port])
-    finally:
-        bacpypes3.app.NormalLinkLayer_ipv4 = original
-    return app
+    return application_on(sock, [device, network_port])
 
 
 async def request(coro):
@@ -514,7 +464,7 @@ def main(argv=None):
         if not hasattr(args, name):
             setattr(args, name, default)
     try:
-        args.target = parse_loopback(args.target, "--target")
+        args.target = parse_loopback(args.target, "--target", port0=False)
         args.local = parse_loopback(args.local, "--local")
         if args.timeout <= 0:
             raise UsageError("--timeout must be positive")

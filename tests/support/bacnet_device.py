@@ -68,15 +68,13 @@ property/writeAccessDenied. Segmentation is not supported.
 import argparse
 import asyncio
 import collections
-import ipaddress
 import json
 import math
 import signal
-import socket
 import sys
 import threading
 
-import bacpypes3.app
+from bacnet_loopback import UsageError, application_on, bind_udp_socket, parse_loopback
 from bacpypes3.app import Application
 from bacpypes3.basetypes import (
     EngineeringUnits,
@@ -94,7 +92,6 @@ from bacpypes3.errors import (
     ServicesError,
     UnrecognizedService,
 )
-from bacpypes3.ipv4.link import NormalLinkLayer
 from bacpypes3.local.analog import AnalogInputObject, AnalogValueObjectCmd
 from bacpypes3.local.cmd import Commandable
 from bacpypes3.local.device import DeviceObject
@@ -171,37 +168,9 @@ STATUS_FLAG_ALIASES = {
 }
 
 
-class UsageError(Exception):
-    """A bad command line argument or control command."""
-
-
 # ---------------------------------------------------------------------------
 # Argument helpers
 # ---------------------------------------------------------------------------
-
-
-def parse_loopback_address(text):
-    """'127.0.0.1/32:47809' or '127.0.0.1:47809' -> ('127.0.0.1', 47809).
-
-    Only a loopback host with a /32 mask is accepted: a wider mask would make
-    bacpypes3 open a broadcast socket.
-    """
-    host_mask, sep, port = text.rpartition(":")
-    if not sep:
-        raise UsageError(f"address {text!r}: expected 127.0.0.1/32:PORT")
-    host, _, mask = host_mask.partition("/")
-    if mask not in ("", "32"):
-        raise UsageError(f"address {text!r}: only a /32 mask is allowed (no broadcast)")
-    try:
-        ip = ipaddress.IPv4Address(host)
-        port = int(port)
-    except ValueError as err:
-        raise UsageError(f"address {text!r}: {err}") from None
-    if not ip.is_loopback or str(ip) in ("127.0.0.0", "127.255.255.255"):
-        raise UsageError(f"address {text!r}: a loopback host (127.x.y.z) is required")
-    if not 0 <= port <= 65535:
-        raise UsageError(f"address {text!r}: bad port")
-    return str(ip), port
 
 
 def parse_units(text):
@@ -414,33 +383,6 @@ class NoRPMApplication(DeviceApplication):
         for name in ("readPropertyMultiple", "writePropertyMultiple"):
             services[getattr(ServicesSupported, name)] = 0
         return services
-
-
-def bind_udp_socket(host, port):
-    """A plain UDP socket bound to host:port: no SO_BROADCAST (the kernel
-    refuses broadcast sends), no SO_REUSEPORT (a port in use is an error)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.bind((host, port))
-    except OSError as err:
-        sock.close()
-        raise UsageError(f"cannot bind {host}:{port}: {err}") from None
-    sock.setblocking(False)
-    return sock
-
-
-def install_link_layer_socket(sock):
-    """bacpypes3's Application.add_object() builds the IPv4 link layer from
-    the network-port object and binds its own socket (with SO_BROADCAST and
-    SO_REUSEPORT). Make it use our pre-bound socket instead. Must be undone
-    (restore the returned original) right after the application is built."""
-    original = bacpypes3.app.NormalLinkLayer_ipv4
-
-    def factory(local_address, **kwargs):
-        return NormalLinkLayer(local_address, bind_socket=sock, **kwargs)
-
-    bacpypes3.app.NormalLinkLayer_ipv4 = factory
-    return original
 
 
 def resolve_object_id(text, objects_by_name):
@@ -787,11 +729,7 @@ async def run(args):
     apply_overrides(args, points)
 
     app_class = NoRPMApplication if args.no_rpm else DeviceApplication
-    original = install_link_layer_socket(sock)
-    try:
-        app = app_class.from_object_list([device, network_port, *points])
-    finally:
-        bacpypes3.app.NormalLinkLayer_ipv4 = original
+    app = application_on(sock, [device, network_port, *points], app_class)
     app._init_sim()
     app.log_requests = args.log_requests
     if args.no_rpm:
@@ -844,7 +782,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     try:
-        args.address = parse_loopback_address(args.address)
+        args.address = parse_loopback(args.address)
         if not 0 <= args.device_id <= 4194302:
             raise UsageError("--device-id: 0..4194302 expected")
         asyncio.run(run(args))
