@@ -33,8 +33,8 @@ pub struct OnnxError {
     pub message: String,
 }
 
-const ONNX_FLOAT: i32 = 1;
-const ONNX_DOUBLE: i32 = 11;
+pub(crate) const ONNX_FLOAT: i32 = 1;
+pub(crate) const ONNX_DOUBLE: i32 = 11;
 
 /// A loaded, optimised ONNX model with a symbolic batch dimension.
 pub struct OnnxModel {
@@ -143,8 +143,12 @@ pub fn rewrite_for_tract(proto: &mut pb::ModelProto) -> Result<Vec<String>, Stri
     Ok(notes)
 }
 
-fn input_info(proto: &pb::ModelProto) -> Result<(bool, usize), String> {
-    let g = proto.graph.as_ref().ok_or("the model has no graph")?;
+/// The graph's one data input (not an initializer): whether it takes
+/// doubles (else floats), and its fixed feature width. Shared by the tract
+/// path and the tree-ensemble evaluator.
+pub(crate) fn graph_input(
+    g: &pb::GraphProto,
+) -> Result<(&pb::ValueInfoProto, bool, usize), String> {
     let inits: Vec<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<&pb::ValueInfoProto> = g
         .input
@@ -157,14 +161,10 @@ fn input_info(proto: &pb::ModelProto) -> Result<(bool, usize), String> {
             inputs.len()
         ));
     };
-    let t = input
+    let pb::type_proto::Value::TensorType(t) = input
         .r#type
         .as_ref()
         .and_then(|t| t.value.as_ref())
-        .map(|v| {
-            let pb::type_proto::Value::TensorType(t) = v;
-            t
-        })
         .ok_or("the input is not a tensor")?;
     let f64_in = match t.elem_type {
         ONNX_FLOAT => false,
@@ -182,7 +182,7 @@ fn input_info(proto: &pb::ModelProto) -> Result<(bool, usize), String> {
             _ => None,
         })
         .ok_or("the input's feature dimension must be fixed")?;
-    Ok((f64_in, width))
+    Ok((input, f64_in, width))
 }
 
 impl OnnxModel {
@@ -203,7 +203,11 @@ impl OnnxModel {
         for n in notes {
             tracing::debug!(model = %shown, "{n}");
         }
-        let (input_f64, n_inputs) = input_info(&proto).map_err(err)?;
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| err("the model has no graph".into()))?;
+        let (_, input_f64, n_inputs) = graph_input(graph).map_err(err)?;
         let plan = (|| -> TractResult<_> {
             let mut model = onnx.model_for_proto_model(&proto)?;
             let batch = model.symbols.sym("N");

@@ -34,8 +34,7 @@ pub struct TreeError {
 }
 
 /// ONNX element types the graph may carry.
-const ONNX_FLOAT: i32 = 1;
-const ONNX_DOUBLE: i32 = 11;
+use super::onnx::{ONNX_DOUBLE, ONNX_FLOAT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Precision {
@@ -514,14 +513,6 @@ fn elem_type(v: &pb::ValueInfoProto) -> Option<i32> {
     Some(t.elem_type)
 }
 
-fn last_dim(v: &pb::ValueInfoProto) -> Option<usize> {
-    let pb::type_proto::Value::TensorType(t) = v.r#type.as_ref()?.value.as_ref()?;
-    match t.shape.as_ref()?.dim.last()?.value.as_ref()? {
-        pb::tensor_shape_proto::dimension::Value::DimValue(d) if *d > 0 => Some(*d as usize),
-        _ => None,
-    }
-}
-
 impl TreeModel {
     /// Loads an ONNX file of tree ensembles.
     pub fn load(path: &Path) -> Result<TreeModel, TreeError> {
@@ -538,30 +529,18 @@ impl TreeModel {
     /// Builds the evaluator from a parsed ONNX model.
     pub fn from_proto(proto: &pb::ModelProto) -> Result<TreeModel, String> {
         let g = proto.graph.as_ref().ok_or("the model has no graph")?;
-        let inits: Vec<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
-        let inputs: Vec<&pb::ValueInfoProto> = g
-            .input
-            .iter()
-            .filter(|i| !inits.contains(&i.name.as_str()))
-            .collect();
-        let [input] = inputs.as_slice() else {
-            return Err(format!(
-                "the graph must have one input (rows of features), it has {}",
-                inputs.len()
-            ));
-        };
+        let (input, input_f64, n_inputs) = super::onnx::graph_input(g)?;
         let [graph_output] = g.output.as_slice() else {
             return Err(format!(
                 "the graph must have one output, it has {}",
                 g.output.len()
             ));
         };
-        let input_precision = match elem_type(input) {
-            Some(ONNX_FLOAT) => Precision::F32,
-            Some(ONNX_DOUBLE) => Precision::F64,
-            other => return Err(format!("input element type {other:?}: float or double")),
+        let input_precision = if input_f64 {
+            Precision::F64
+        } else {
+            Precision::F32
         };
-        let n_inputs = last_dim(input).ok_or("the input's feature dimension must be fixed")?;
         let output_f32 = elem_type(graph_output) == Some(ONNX_FLOAT);
 
         let mut slots: HashMap<&str, (usize, Precision)> = HashMap::new();
