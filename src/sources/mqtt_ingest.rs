@@ -594,7 +594,9 @@ impl Mapper {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// What a JSON value is, for error messages ("got a string"); the HTTP
+/// API's `/predict` says it the same way.
+pub(crate) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

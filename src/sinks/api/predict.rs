@@ -21,6 +21,7 @@ use crate::model::serving::{FileKind, LoadedModel, ModelFiles, Outputs4};
 use crate::pipeline::message::{
     FlagReason, InputFlag, Inputs, Measured, Outputs, Prediction, INPUT_FEATURES, OUTPUT_FEATURES,
 };
+use crate::sources::mqtt_ingest::kind_of;
 use crate::transforms::predictor::{ModelConfig, ModelControl, PredictorConfig};
 
 /// One problem with one field of the request.
@@ -56,17 +57,6 @@ pub struct PredictRequest {
     pub measured: [Option<f64>; 3],
     pub unit: Option<String>,
     pub ts: Option<DateTime<Utc>>,
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn number(field: &str, v: &Value, errors: &mut Vec<FieldError>) -> Option<f64> {
