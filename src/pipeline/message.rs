@@ -536,6 +536,16 @@ mod tests {
     }
 
     #[test]
+    fn json_numbers_parse_to_the_exact_float_they_print_as() {
+        // A reading seen in a test failure: without serde_json's
+        // `float_roundtrip` it parses 1 ulp off and prints as ...826.
+        let text = "24.276796475903822";
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v.to_string(), text);
+        assert_eq!(v.as_f64(), Some(24.276796475903822));
+    }
+
+    #[test]
     fn sensor_frame_rejects_unknown_and_missing_fields() {
         let extra = r#"{"unit":"u","ts":"2026-12-04T10:00:00Z","UCWIT":7.5,"UCAIT":25.0,
             "UCWF":15.0,"UCAIH":50.0,"AMBT":22.0,"UCTSP":21.0,"FOO":1}"#;
